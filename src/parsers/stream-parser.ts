@@ -1,0 +1,406 @@
+import { KcmError, errnos } from '../errors.js';
+import type { Parser } from './parser.js';
+import { lengthFieldLayout, readLength, type LengthFieldLayout } from './length-field.js';
+
+/** Where the stream parser hands whole messages and its one error. */
+export interface StreamParserSink {
+  /**
+   * A whole message [P-5]. Return false to refuse it: the parser then holds it, reads
+   * nothing further and waits for {@link StreamParser.resume} [S-4].
+   */
+  onMessage(message: Buffer): boolean;
+  /** The stream cannot be parsed any further [P-8]. Called at most once. */
+  onError(error: KcmError): void;
+}
+
+/** Options of a {@link StreamParser}. */
+export interface StreamParserOptions {
+  parser: Parser;
+  /** A longer message aborts with `EMSGSIZE` [P-6]. */
+  maxMessageSize: number;
+  /** Milliseconds from a message's first incomplete chunk to its last byte, else `ETIMEDOUT` [P-7]; 0 = none. */
+  assemblyTimeout?: number;
+}
+
+/** The receive counters of one stream parser [ST-2], exact at any time. */
+export interface StreamParserStats {
+  rxMsgs: number;
+  rxBytes: number;
+  rxMemFail: number;
+  rxNeedMoreHdr: number;
+  rxMsgTooBig: number;
+  rxMsgTimeouts: number;
+  rxBadHdrLen: number;
+  rxAborted: number;
+  rxInterrupted: number;
+  rxUnrecovIntr: number;
+}
+
+const ESTRPIPE = errnos.ESTRPIPE;
+
+/**
+ * Cuts a byte stream into whole messages with a {@link Parser}, as Linux's strparser does
+ * for KCM [P-1 … P-8]. Socket-free: fed chunks in arrival order by {@link push}.
+ *
+ * - While a message's length is unknown the parser is called once per arriving chunk,
+ *   with the message's bytes so far plus the whole new chunk [P-2].
+ * - A message that lies inside one chunk is a `subarray` of it; a message that spans
+ *   chunks is copied once into a buffer of its final size.
+ * - After an error nothing more is parsed or delivered [P-8].
+ */
+export class StreamParser {
+  // Counters [ST-2], public fields so that reading them costs nothing.
+  rxMsgs = 0;
+  rxBytes = 0;
+  rxMemFail = 0;
+  rxNeedMoreHdr = 0;
+  rxMsgTooBig = 0;
+  rxMsgTimeouts = 0;
+  rxBadHdrLen = 0;
+  rxAborted = 0;
+  rxInterrupted = 0;
+  rxUnrecovIntr = 0;
+
+  private readonly parser: Parser;
+  private readonly layout: LengthFieldLayout | undefined;
+  private readonly maxMessageSize: number;
+  private readonly assemblyTimeout: number;
+  private readonly sink: StreamParserSink;
+
+  /** Bytes of the current message while its length is unknown (their count: `accumLen`). */
+  private accum: Buffer | undefined = undefined;
+  /** Bytes of the current message held so far (header phase or body phase). */
+  private accumLen = 0;
+  /** The current message's total length once known; 0 while unknown. */
+  private fullLen = 0;
+  /** The buffer of final size a spanning message is copied into. */
+  private body: Buffer | undefined = undefined;
+  private timer: NodeJS.Timeout | undefined = undefined;
+
+  private held: Buffer | undefined = undefined;
+  /** Chunks (or their tails) not yet parsed because the parser was paused. */
+  private pending: Buffer[] = [];
+  private stopped = false;
+
+  constructor(options: StreamParserOptions, sink: StreamParserSink) {
+    this.parser = options.parser;
+    this.layout = lengthFieldLayout(options.parser);
+    this.maxMessageSize = options.maxMessageSize;
+    this.assemblyTimeout = options.assemblyTimeout ?? 0;
+    this.sink = sink;
+  }
+
+  /** True while a refused message is held [S-4]. */
+  get paused(): boolean {
+    return this.held !== undefined;
+  }
+
+  /** True after an error or {@link stop}. */
+  get done(): boolean {
+    return this.stopped;
+  }
+
+  /** Bytes consumed from the stream but not yet part of a delivered message. */
+  get partialBytes(): number {
+    return this.accumLen;
+  }
+
+  /** Bytes still needed to finish the current message, when its length is known. */
+  get bytesNeeded(): number {
+    return this.fullLen === 0 ? 0 : this.fullLen - this.accumLen;
+  }
+
+  /** Bytes received but not parsed yet, waiting behind a held message. */
+  get pendingBytes(): number {
+    let n = 0;
+    for (const chunk of this.pending) n += chunk.length;
+    return n;
+  }
+
+  /** Feeds the next chunk of the stream: one parse step [P-1]. */
+  push(chunk: Buffer): void {
+    if (this.stopped || chunk.length === 0) return;
+    if (this.held !== undefined) {
+      this.pending.push(chunk);
+      return;
+    }
+    this.parse(chunk);
+  }
+
+  /** The held message, leaving the parser paused until {@link resume}. */
+  takeHeld(): Buffer | undefined {
+    const message = this.held;
+    this.held = undefined;
+    return message;
+  }
+
+  /**
+   * Offers the held message again (if still held) and, once it is taken, parses the bytes
+   * that waited behind it. Returns false while still paused.
+   */
+  resume(): boolean {
+    if (this.stopped) return false;
+    if (this.held !== undefined) {
+      if (!this.sink.onMessage(this.held)) return false;
+      this.held = undefined;
+    }
+    while (this.pending.length > 0 && this.held === undefined && !this.stopped) {
+      this.parse(this.pending.shift()!);
+    }
+    return this.held === undefined;
+  }
+
+  /**
+   * Stops for good [U-2]: the partial message is dropped and the timer cancelled. Returns
+   * the bytes received but never parsed (they follow the held message, which is dropped),
+   * so that the owner can give them back to the transport [U-5].
+   */
+  stop(): Buffer | undefined {
+    const unparsed = this.pending.length === 0 ? undefined : this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    this.halt();
+    return unparsed;
+  }
+
+  /** A copy of the receive counters. */
+  stats(): StreamParserStats {
+    return {
+      rxMsgs: this.rxMsgs,
+      rxBytes: this.rxBytes,
+      rxMemFail: this.rxMemFail,
+      rxNeedMoreHdr: this.rxNeedMoreHdr,
+      rxMsgTooBig: this.rxMsgTooBig,
+      rxMsgTimeouts: this.rxMsgTimeouts,
+      rxBadHdrLen: this.rxBadHdrLen,
+      rxAborted: this.rxAborted,
+      rxInterrupted: this.rxInterrupted,
+      rxUnrecovIntr: this.rxUnrecovIntr,
+    };
+  }
+
+  private halt(): void {
+    this.stopped = true;
+    this.accum = undefined;
+    this.body = undefined;
+    this.accumLen = 0;
+    this.fullLen = 0;
+    this.held = undefined;
+    this.pending = [];
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private abort(error: KcmError): void {
+    if (this.stopped) return;
+    this.halt();
+    this.sink.onError(error);
+  }
+
+  /** One parse step over `chunk`: a single loop over its messages. */
+  private parse(chunk: Buffer): void {
+    const end = chunk.length;
+    const layout = this.layout;
+    let pos = 0;
+    while (pos < end) {
+      if (this.fullLen !== 0) {
+        // Body phase of a message that spans chunks: copy what belongs to it.
+        const body = this.body!;
+        const take = Math.min(this.fullLen - this.accumLen, end - pos);
+        chunk.copy(body, this.accumLen, pos, pos + take);
+        this.accumLen += take;
+        this.rxBytes += take;
+        pos += take;
+        if (this.accumLen < this.fullLen) {
+          this.armTimer();
+          return;
+        }
+        this.body = undefined;
+        this.accumLen = 0;
+        this.fullLen = 0;
+        if (!this.complete(body)) return this.holdRest(chunk, pos);
+        continue;
+      }
+
+      if (this.accumLen === 0) {
+        // A new message starts at `pos`; the parser sees from there to the chunk's end.
+        const avail = end - pos;
+        let len: number;
+        if (layout !== undefined) {
+          len = avail < layout.headerSize ? 0 : readLength(layout, chunk, pos);
+        } else {
+          len = this.callParser(chunk.subarray(pos));
+          if (this.stopped) return;
+        }
+        if (len === 0) {
+          this.rxNeedMoreHdr++;
+          this.startAccum(chunk, pos);
+          return;
+        }
+        if (len < 0) return this.rejected(len, 0);
+        if (len > this.maxMessageSize) return this.tooBig(len);
+        if (len <= avail) {
+          // [P-5] the whole message is in this chunk: zero-copy.
+          this.rxBytes += len;
+          const message = chunk.subarray(pos, pos + len);
+          pos += len;
+          if (!this.complete(message)) return this.holdRest(chunk, pos);
+          continue;
+        }
+        // The message spans chunks: one copy into a buffer of its final size.
+        const body = Buffer.allocUnsafe(len);
+        chunk.copy(body, 0, pos, end);
+        this.body = body;
+        this.fullLen = len;
+        this.accumLen = avail;
+        this.rxBytes += avail;
+        this.armTimer();
+        return;
+      }
+
+      // Header phase: the length is still unknown and `accumLen` bytes came before this chunk.
+      const before = this.accumLen;
+      const avail = end - pos;
+      const view = this.appendAccum(chunk, pos, end);
+      let len: number;
+      if (layout !== undefined) {
+        len = view.length < layout.headerSize ? 0 : readLength(layout, view, 0);
+      } else {
+        len = this.callParser(view);
+        if (this.stopped) return;
+      }
+      if (len === 0) {
+        this.accumLen = view.length;
+        this.rxBytes += avail;
+        this.rxNeedMoreHdr++;
+        if (this.accumLen > this.maxMessageSize) return this.tooBig(this.accumLen);
+        this.armTimer();
+        return;
+      }
+      if (len < 0) return this.rejected(len, before);
+      if (len <= before) {
+        // [P-4] a length the parser could have known before this chunk.
+        this.rxBadHdrLen++;
+        return this.abort(new KcmError('EPROTO', `parser returned length ${len} after ${before} bytes of the message had been seen`));
+      }
+      if (len > this.maxMessageSize) return this.tooBig(len);
+      const taken = Math.min(len - before, avail);
+      this.rxBytes += taken;
+      pos += taken;
+      const accum = this.accum!;
+      this.accum = undefined;
+      if (len <= view.length) {
+        this.accumLen = 0;
+        if (!this.complete(accum.subarray(0, len))) return this.holdRest(chunk, pos);
+        continue;
+      }
+      // Known length, more to come: continue in a buffer of the final size.
+      let body: Buffer;
+      if (accum.length >= len) body = accum.length === len ? accum : accum.subarray(0, len);
+      else {
+        body = Buffer.allocUnsafe(len);
+        accum.copy(body, 0, 0, view.length);
+      }
+      this.body = body;
+      this.fullLen = len;
+      this.accumLen = view.length;
+      this.armTimer();
+      return;
+    }
+  }
+
+  /** The first chunk of a message left its length unknown: keep its bytes [P-3]. */
+  private startAccum(chunk: Buffer, pos: number): void {
+    const n = chunk.length - pos;
+    const accum = Buffer.allocUnsafe(Math.max(64, n * 2));
+    chunk.copy(accum, 0, pos);
+    this.accum = accum;
+    this.accumLen = n;
+    this.rxBytes += n;
+    if (n > this.maxMessageSize) return this.tooBig(n);
+    this.armTimer();
+  }
+
+  /** The message's bytes so far followed by the whole new chunk, as one view [P-2]. */
+  private appendAccum(chunk: Buffer, pos: number, end: number): Buffer {
+    const need = this.accumLen + (end - pos);
+    let accum = this.accum!;
+    if (accum.length < need) {
+      const grown = Buffer.allocUnsafe(Math.max(need, accum.length * 2));
+      accum.copy(grown, 0, 0, this.accumLen);
+      accum = grown;
+      this.accum = grown;
+    }
+    chunk.copy(accum, this.accumLen, pos, end);
+    return accum.subarray(0, need);
+  }
+
+  private callParser(data: Buffer): number {
+    let len: unknown;
+    try {
+      len = this.parser(data);
+    } catch (err) {
+      this.rxInterrupted++;
+      this.abort(new KcmError('EBADMSG', `parser threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+      return -1;
+    }
+    if (typeof len !== 'number' || !Number.isSafeInteger(len)) {
+      this.rxBadHdrLen++;
+      this.abort(new KcmError('EPROTO', `parser returned ${typeof len === 'number' ? String(len) : typeof len}, not an integer length`));
+      return -1;
+    }
+    return len;
+  }
+
+  /** A negative return [P-3]: the stream is rejected with that errno. */
+  private rejected(value: number, before: number): void {
+    if (value === -ESTRPIPE && before > 0) {
+      this.rxUnrecovIntr++;
+      return this.abort(new KcmError('ENODATA', 'parser interrupted a message already under way (-ESTRPIPE)'));
+    }
+    this.rxInterrupted++;
+    this.abort(KcmError.fromParserReturn(value));
+  }
+
+  private tooBig(len: number): void {
+    this.rxMsgTooBig++;
+    this.abort(new KcmError('EMSGSIZE', `message of ${len} bytes exceeds maxMessageSize ${this.maxMessageSize}`));
+  }
+
+  private armTimer(): void {
+    // [P-7] armed once per message, at its first incomplete chunk; never restarted.
+    if (this.assemblyTimeout > 0 && this.timer === undefined) {
+      this.timer = setTimeout(streamParserOnTimeout, this.assemblyTimeout, this);
+      this.timer.unref();
+    }
+  }
+
+  /** Called by the timer; not part of the public surface. */
+  timedOut(): void {
+    this.timer = undefined;
+    if (this.stopped) return;
+    this.rxMsgTimeouts++;
+    this.abort(new KcmError('ETIMEDOUT', `message not complete within assemblyTimeout ${this.assemblyTimeout} ms`));
+  }
+
+  /** A message is whole: count it and hand it over. False when refused or stopped. */
+  private complete(message: Buffer): boolean {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.rxMsgs++;
+    if (this.sink.onMessage(message)) return !this.stopped;
+    if (!this.stopped) this.held = message;
+    return false;
+  }
+
+  /** After a refused message, the rest of the chunk waits unparsed [S-4]. */
+  private holdRest(chunk: Buffer, pos: number): void {
+    if (!this.stopped && pos < chunk.length) this.pending.push(pos === 0 ? chunk : chunk.subarray(pos));
+  }
+}
+
+function streamParserOnTimeout(parser: StreamParser): void {
+  parser.timedOut();
+}
