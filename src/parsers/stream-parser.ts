@@ -78,7 +78,9 @@ export class StreamParser {
   private timer: NodeJS.Timeout | undefined = undefined;
 
   private held: Buffer | undefined = undefined;
-  /** Chunks (or their tails) not yet parsed because the parser was paused. */
+  /** Set when a message is refused, cleared by a successful {@link resume} [S-4]. */
+  private holding = false;
+  /** Chunks (or their tails) not yet parsed because the parser was paused, oldest first. */
   private pending: Buffer[] = [];
   private stopped = false;
 
@@ -90,9 +92,9 @@ export class StreamParser {
     this.sink = sink;
   }
 
-  /** True while a refused message is held [S-4]. */
+  /** True from a refused message until a {@link resume} that finds nothing held [S-4]. */
   get paused(): boolean {
-    return this.held !== undefined;
+    return this.holding;
   }
 
   /** True after an error or {@link stop}. */
@@ -120,7 +122,8 @@ export class StreamParser {
   /** Feeds the next chunk of the stream: one parse step [P-1]. */
   push(chunk: Buffer): void {
     if (this.stopped || chunk.length === 0) return;
-    if (this.held !== undefined) {
+    if (this.holding) {
+      // [S-4] paused: nothing is read until resume(), even after takeHeld().
       this.pending.push(chunk);
       return;
     }
@@ -140,14 +143,22 @@ export class StreamParser {
    */
   resume(): boolean {
     if (this.stopped) return false;
-    if (this.held !== undefined) {
-      if (!this.sink.onMessage(this.held)) return false;
+    const held = this.held;
+    if (held !== undefined) {
       this.held = undefined;
+      if (!this.sink.onMessage(held)) {
+        if (!this.stopped) this.held = held;
+        return false;
+      }
+      if (this.stopped) return false;
     }
-    while (this.pending.length > 0 && this.held === undefined && !this.stopped) {
+    this.holding = false;
+    // A message refused while parsing a pending chunk puts that chunk's tail back in
+    // front (holdRest), so the order of the stream is kept.
+    while (this.pending.length > 0 && !this.holding && !this.stopped) {
       this.parse(this.pending.shift()!);
     }
-    return this.held === undefined;
+    return !this.holding && !this.stopped;
   }
 
   /**
@@ -184,6 +195,7 @@ export class StreamParser {
     this.accumLen = 0;
     this.fullLen = 0;
     this.held = undefined;
+    this.holding = false;
     this.pending = [];
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
@@ -261,29 +273,41 @@ export class StreamParser {
       // Header phase: the length is still unknown and `accumLen` bytes came before this chunk.
       const before = this.accumLen;
       const avail = end - pos;
-      const view = this.appendAccum(chunk, pos, end);
-      let len: number;
       if (layout !== undefined) {
-        len = view.length < layout.headerSize ? 0 : readLength(layout, view, 0);
-      } else {
-        len = this.callParser(view);
-        if (this.stopped) return;
-      }
-      if (len === 0) {
-        this.accumLen = view.length;
-        this.rxBytes += avail;
-        this.rxNeedMoreHdr++;
-        if (this.accumLen > this.maxMessageSize) return this.tooBig(this.accumLen);
+        // lengthField reads only its header: copy up to `headerSize` bytes, not the whole
+        // chunk. Same returns and counters as calling the function on the full view.
+        const need = layout.headerSize - before;
+        if (avail < need) {
+          this.appendAccum(chunk, pos, end);
+          return this.needMore(before + avail, avail);
+        }
+        const header = this.appendAccum(chunk, pos, pos + need);
+        const len = readLength(layout, header, 0);
+        if (!this.checkLength(len, before)) return;
+        // len >= headerSize > before: the message continues in this chunk.
+        const body = Buffer.allocUnsafe(len);
+        header.copy(body, 0, 0, before);
+        this.accum = undefined;
+        const taken = Math.min(len - before, avail);
+        chunk.copy(body, before, pos, pos + taken);
+        this.rxBytes += taken;
+        pos += taken;
+        if (before + taken === len) {
+          this.accumLen = 0;
+          if (!this.complete(body)) return this.holdRest(chunk, pos);
+          continue;
+        }
+        this.body = body;
+        this.fullLen = len;
+        this.accumLen = before + taken;
         this.armTimer();
         return;
       }
-      if (len < 0) return this.rejected(len, before);
-      if (len <= before) {
-        // [P-4] a length the parser could have known before this chunk.
-        this.rxBadHdrLen++;
-        return this.abort(new KcmError('EPROTO', `parser returned length ${len} after ${before} bytes of the message had been seen`));
-      }
-      if (len > this.maxMessageSize) return this.tooBig(len);
+      const view = this.appendAccum(chunk, pos, end);
+      const len = this.callParser(view);
+      if (this.stopped) return;
+      if (len === 0) return this.needMore(view.length, avail);
+      if (!this.checkLength(len, before)) return;
       const taken = Math.min(len - before, avail);
       this.rxBytes += taken;
       pos += taken;
@@ -291,22 +315,48 @@ export class StreamParser {
       this.accum = undefined;
       if (len <= view.length) {
         this.accumLen = 0;
-        if (!this.complete(accum.subarray(0, len))) return this.holdRest(chunk, pos);
+        if (!this.complete(exact(accum, len, len))) return this.holdRest(chunk, pos);
         continue;
       }
       // Known length, more to come: continue in a buffer of the final size.
-      let body: Buffer;
-      if (accum.length >= len) body = accum.length === len ? accum : accum.subarray(0, len);
-      else {
-        body = Buffer.allocUnsafe(len);
-        accum.copy(body, 0, 0, view.length);
-      }
-      this.body = body;
+      this.body = exact(accum, view.length, len);
       this.fullLen = len;
       this.accumLen = view.length;
       this.armTimer();
       return;
     }
+  }
+
+  /** [P-3] the parser needs more: all of the chunk is consumed into the message. */
+  private needMore(accumLen: number, avail: number): void {
+    this.accumLen = accumLen;
+    this.rxBytes += avail;
+    this.rxNeedMoreHdr++;
+    // Bytes without a known length beyond the maximum can only be part of a longer message.
+    if (accumLen > this.maxMessageSize) return this.tooBig(accumLen);
+    this.armTimer();
+  }
+
+  /**
+   * Checks a nonzero length returned after `before` bytes of the message were seen
+   * [P-3, P-4, P-6]; aborts and returns false when it is refused.
+   */
+  private checkLength(len: number, before: number): boolean {
+    if (len < 0) {
+      this.rejected(len, before);
+      return false;
+    }
+    if (len <= before) {
+      // [P-4] a length the parser could have known before this chunk.
+      this.rxBadHdrLen++;
+      this.abort(new KcmError('EPROTO', `parser returned length ${len} after ${before} bytes of the message had been seen`));
+      return false;
+    }
+    if (len > this.maxMessageSize) {
+      this.tooBig(len);
+      return false;
+    }
+    return true;
   }
 
   /** The first chunk of a message left its length unknown: keep its bytes [P-3]. */
@@ -391,14 +441,30 @@ export class StreamParser {
     }
     this.rxMsgs++;
     if (this.sink.onMessage(message)) return !this.stopped;
-    if (!this.stopped) this.held = message;
+    if (!this.stopped) {
+      this.held = message;
+      this.holding = true;
+    }
     return false;
   }
 
   /** After a refused message, the rest of the chunk waits unparsed [S-4]. */
   private holdRest(chunk: Buffer, pos: number): void {
-    if (!this.stopped && pos < chunk.length) this.pending.push(pos === 0 ? chunk : chunk.subarray(pos));
+    // unshift: during resume() the chunk being parsed came off the front of the queue.
+    if (!this.stopped && pos < chunk.length) this.pending.unshift(pos === 0 ? chunk : chunk.subarray(pos));
   }
+}
+
+/**
+ * `len` bytes of a buffer whose first `used` bytes are valid, as a buffer that does not
+ * keep more than twice `len` alive: the accumulation buffer itself when it is not much
+ * larger, else a copy of the valid bytes into a buffer of size `len`.
+ */
+function exact(accum: Buffer, used: number, len: number): Buffer {
+  if (accum.length <= 2 * len) return accum.length === len ? accum : accum.subarray(0, len);
+  const body = Buffer.allocUnsafe(len);
+  accum.copy(body, 0, 0, used);
+  return body;
 }
 
 function streamParserOnTimeout(parser: StreamParser): void {
