@@ -456,12 +456,12 @@ export class StreamParser {
 }
 
 /**
- * `len` bytes of a buffer whose first `used` bytes are valid, as a buffer that does not
- * keep more than twice `len` alive: the accumulation buffer itself when it is not much
- * larger, else a copy of the valid bytes into a buffer of size `len`.
+ * A buffer of `len` bytes starting with the `used` valid bytes of `accum`: `accum` itself
+ * when it holds `len` bytes and is not more than twice that (so that a message never keeps
+ * much more memory alive than its size), else a copy into a new buffer of size `len`.
  */
 function exact(accum: Buffer, used: number, len: number): Buffer {
-  if (accum.length <= 2 * len) return accum.length === len ? accum : accum.subarray(0, len);
+  if (accum.length >= len && accum.length <= 2 * len) return accum.length === len ? accum : accum.subarray(0, len);
   const body = Buffer.allocUnsafe(len);
   accum.copy(body, 0, 0, used);
   return body;

@@ -250,6 +250,15 @@ describe('stream parser', () => {
     assert.ok(rec.raw[0]!.buffer.byteLength < 64 * 1024, `pins ${rec.raw[0]!.buffer.byteLength} bytes`);
   });
 
+  test('[P-5] a function parser finding a long length after a one-byte first chunk', () => {
+    // The accumulation buffer starts small: the message must still get its full size.
+    const data = frame(Buffer.alloc(200, 0x42));
+    for (const at of [1, 2, 3, 4, 5, 100]) {
+      const r = run(fn4, cut(data, [at, at + 1]));
+      assert.deepEqual(r.messages, [data.toString('hex')], `split at ${at}`);
+    }
+  });
+
   test('[P-6] [X-10] msg-too-big: a length above maxMessageSize is EMSGSIZE, nothing further arrives', () => {
     for (const [kind, parser] of kinds) {
       const rec = recorder(parser, { maxMessageSize: 1000 });
