@@ -1,0 +1,640 @@
+import { EventEmitter } from 'node:events';
+import type * as net from 'node:net';
+import { KcmError } from '../errors.js';
+import { Fifo } from './fifo.js';
+import type { KcmSocket } from './kcm-socket.js';
+import { Psock, kPsock, type PsockStats } from './psock.js';
+import type { TxMessage } from './tx-message.js';
+import { formatKcmTable } from './kcm-table.js';
+
+/** Counters of one KCM socket as the multiplexor lists them [ST-1, ST-7]. */
+export interface KcmSocketMuxStats {
+  index: number;
+  rxMsgs: number;
+  rxBytes: number;
+  txMsgs: number;
+  txBytes: number;
+  /** Messages queued for reading (Recv-Q). */
+  rxQueued: number;
+  /** Bytes of those messages (Rmem). */
+  rxQueuedBytes: number;
+  /** Messages queued for transmit (Send-Q). */
+  txQueued: number;
+  /** Bytes queued or open for transmit (Smem). */
+  txQueuedBytes: number;
+  /** Index of the psock reserved for transmit, or -1 (`Psck-N`). */
+  txPsock: number;
+  /** Waiting for a psock (`TxWait`). */
+  txWait: boolean;
+  /** A batch is pending (`WMore`). */
+  batchPending: boolean;
+  /** On the receive-waiter list (`RxWait`). */
+  rxWait: boolean;
+  /** Receive disabled [D-*]. */
+  rxDisabled: boolean;
+}
+
+/** Counters of a multiplexor [ST-3], exact at the time of the call. */
+export interface MuxStats {
+  rxMsgs: number;
+  rxBytes: number;
+  txMsgs: number;
+  txBytes: number;
+  txRetries: number;
+  rxReadyDrops: number;
+  psockAttach: number;
+  psockUnattach: number;
+  psockUnattachRsvd: number;
+  /** Messages waiting in the hold queue [D-5]. */
+  rxHoldQueued: number;
+  sockets: KcmSocketMuxStats[];
+  psocks: PsockStats[];
+}
+
+type PsockCounters = Omit<PsockStats, 'index' | 'reservedBy' | 'txStopped' | 'rxStopped' | 'rxPaused' | 'txStalled' | 'rxPartialBytes' | 'txQueuedBytes'>;
+
+const counterNames = [
+  'rxMsgs', 'rxBytes', 'txMsgs', 'txBytes', 'reserved', 'unreserved', 'txAborts', 'rxMemFail', 'rxNeedMoreHdr',
+  'rxMsgTooBig', 'rxMsgTimeouts', 'rxBadHdrLen', 'rxAborted', 'rxInterrupted', 'rxUnrecovIntr',
+] as const satisfies readonly (keyof PsockCounters)[];
+
+const liveMuxes = new Set<Multiplexor>();
+
+/**
+ * The multiplexor (Linux: `struct kcm_mux`) shared by a KCM socket and its clones. Not
+ * constructed by users: it is `sock.mux`.
+ *
+ * Its steering and reservation logic is a state machine over the lists of the spec's
+ * model: receive waiters, ready psocks, available psocks, transmit waiters and the hold
+ * queue. Work that follows from a change (transmit work, psocks to resume, deliveries,
+ * error events) is queued and run when the outermost operation ends, so no list is
+ * ever seen half-changed and no user code runs inside a state change.
+ *
+ * Emits `'psockerror'` `(err, psock)` for every psock error.
+ */
+export class Multiplexor extends EventEmitter {
+  /** @internal KCM sockets, in index order. */ readonly socketList: KcmSocket[] = [];
+  /** @internal Psocks, in index order. */ readonly psockList: Psock[] = [];
+  /** @internal [S-1] sockets ready to take received messages. */ readonly rxWaiters: KcmSocket[] = [];
+  /** @internal [S-4] psocks holding one message nobody could take. */ readonly psocksReady: Psock[] = [];
+  /** @internal [T-13] psocks idle for transmit, idle longest first. */ readonly psocksAvail: Psock[] = [];
+  /** @internal [T-19] sockets waiting for a psock. */ readonly txWaiters: KcmSocket[] = [];
+  /** @internal [D-3] orphaned received messages. */ readonly holdQueue = new Fifo<Buffer>();
+
+  private txRetries = 0;
+  private rxReadyDrops = 0;
+  private psockAttach = 0;
+  private psockUnattach = 0;
+  private psockUnattachRsvd = 0;
+  /** Counters of unattached psocks [ST-4]. */
+  private readonly aggregate: PsockCounters = Object.fromEntries(counterNames.map((n) => [n, 0])) as PsockCounters;
+
+  private depth = 0;
+  private flushing = false;
+  private destroyed = false;
+  private readonly txWork: KcmSocket[] = [];
+  private readonly toResume: Psock[] = [];
+  private readonly touched: KcmSocket[] = [];
+  private readonly pendingErrors: [Psock, KcmError][] = [];
+  private retryList: TxMessage[] = [];
+
+  /** @internal Use {@link KcmSocket.create}. */
+  constructor() {
+    super();
+    liveMuxes.add(this);
+  }
+
+  /** The live KCM sockets of this multiplexor, in index order. */
+  get sockets(): readonly KcmSocket[] {
+    return this.socketList.slice();
+  }
+
+  /** The attached psocks, in index order. */
+  get psocks(): readonly Psock[] {
+    return this.psockList.slice();
+  }
+
+  /** False once its last KCM socket has closed [O-7]. */
+  get alive(): boolean {
+    return !this.destroyed;
+  }
+
+  /** Counters of the multiplexor, its sockets and its psocks [ST-3], exact. */
+  stats(): MuxStats {
+    const psocks = this.psockList.map((p) => p.stats());
+    const sum = { ...this.aggregate };
+    for (const p of psocks) for (const n of counterNames) sum[n] += p[n];
+    return {
+      rxMsgs: sum.rxMsgs,
+      rxBytes: sum.rxBytes,
+      txMsgs: sum.txMsgs,
+      txBytes: sum.txBytes,
+      txRetries: this.txRetries,
+      rxReadyDrops: this.rxReadyDrops,
+      psockAttach: this.psockAttach,
+      psockUnattach: this.psockUnattach,
+      psockUnattachRsvd: this.psockUnattachRsvd,
+      rxHoldQueued: this.holdQueue.length,
+      sockets: this.socketList.map((s) => s.muxStats()),
+      psocks,
+    };
+  }
+
+  /** The `/proc/net/kcm` table of this multiplexor [ST-7]. */
+  override toString(): string {
+    return formatKcmTable([this]);
+  }
+
+  /** The live multiplexors of this thread, oldest first (for `/proc/net/kcm`-style listings). */
+  static live(): Multiplexor[] {
+    return [...liveMuxes];
+  }
+
+  // ---------------------------------------------------------------- operations
+
+  /** @internal Starts an operation; work it causes runs when the outermost one ends. */
+  enter(): void {
+    this.depth++;
+  }
+
+  /** @internal Ends an operation: runs queued transmit work, resumes psocks, then delivers. */
+  leave(): void {
+    if (this.depth > 1) {
+      this.depth--;
+      return;
+    }
+    try {
+      for (;;) {
+        const k = this.txWork.shift();
+        if (k !== undefined) {
+          k.txScheduled = false;
+          k.txWork();
+          continue;
+        }
+        const p = this.toResume.shift();
+        if (p !== undefined) {
+          p.resumeRx();
+          continue;
+        }
+        break;
+      }
+    } finally {
+      this.depth = 0;
+    }
+    if (!this.flushing) this.flush();
+  }
+
+  /** Deliveries and events: user code runs here, outside every state change. */
+  private flush(): void {
+    this.flushing = true;
+    try {
+      for (;;) {
+        const k = this.touched.shift();
+        if (k !== undefined) {
+          k.rxTouched = false;
+          k.rxFlush();
+          continue;
+        }
+        const e = this.pendingErrors.shift();
+        if (e !== undefined) {
+          const [psock, err] = e;
+          if (psock.listenerCount('error') > 0) psock.emit('error', err);
+          if (this.listenerCount('psockerror') > 0) this.emit('psockerror', err, psock);
+          continue;
+        }
+        break;
+      }
+    } catch (err) {
+      // A listener threw: the state is consistent; deliver the rest on the next tick.
+      if (this.touched.length > 0 || this.pendingErrors.length > 0) process.nextTick(muxOnFlush, this);
+      throw err;
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** @internal Runs a flush outside any operation. */
+  flushLater(): void {
+    this.enter();
+    this.leave();
+  }
+
+  /** @internal Marks a socket for delivery at the end of the operation. */
+  touch(k: KcmSocket): void {
+    if (!k.rxTouched) {
+      k.rxTouched = true;
+      this.touched.push(k);
+    }
+  }
+
+  /** @internal Queues the transmit work of a socket [T-14]. */
+  scheduleTx(k: KcmSocket): void {
+    if (!k.txScheduled) {
+      k.txScheduled = true;
+      this.txWork.push(k);
+    }
+  }
+
+  // ---------------------------------------------------------------- sockets
+
+  /** @internal Adds a socket with the smallest free index [O-2]. */
+  addSocket(k: KcmSocket): number {
+    const index = insertByIndex(this.socketList, k);
+    return index;
+  }
+
+  /** @internal A closed socket leaves the mux; the last one destroys it [O-6 step 7, O-7]. */
+  removeSocket(k: KcmSocket): void {
+    removeItem(this.socketList, k);
+    removeItem(this.rxWaiters, k);
+    removeItem(this.txWaiters, k);
+    k.rxWait = false;
+    k.txWait = false;
+    if (this.socketList.length === 0) this.destroy();
+  }
+
+  private destroy(): void {
+    // [O-7] every psock unattached as by U-*, the hold queue purged.
+    for (const p of this.psockList.slice()) this.unattachPsock(p);
+    this.holdQueue.clear();
+    this.destroyed = true;
+    liveMuxes.delete(this);
+  }
+
+  // ---------------------------------------------------------------- attach
+
+  /** @internal [A-*] checks done by the caller; registers a psock. */
+  attach(transport: net.Socket, options: ConstructorParameters<typeof Psock>[3]): Psock {
+    const psock = new Psock(this, 0, transport, options);
+    psock.index = insertByIndex(this.psockList, psock);
+    this.enter();
+    try {
+      this.psockAttach++;
+      psock.hook();
+      // [A-11] available for transmit now, or once connected [X-7].
+      if (!psock.connecting) this.makeAvailable(psock);
+    } finally {
+      this.leave();
+    }
+    return psock;
+  }
+
+  /** @internal [U-1] the psock of `transport` in this mux. */
+  findPsock(transport: net.Socket): Psock | undefined {
+    const p = (transport as net.Socket & { [kPsock]?: Psock })[kPsock];
+    return p !== undefined && p.mux === this && p.attached ? p : undefined;
+  }
+
+  /** @internal [U-2 … U-5] synchronous unattach. */
+  unattach(p: Psock): void {
+    this.enter();
+    try {
+      this.unattachPsock(p);
+    } finally {
+      this.leave();
+    }
+  }
+
+  private unattachPsock(p: Psock): void {
+    p.attached = false;
+    const unparsed = p.parser.stop();
+    // [U-2 step 3] a held message is dropped.
+    if (p.ready) {
+      p.ready = false;
+      removeItem(this.psocksReady, p);
+      this.rxReadyDrops++;
+    }
+    removeItem(this.toResume, p);
+    const bound = p.rxKcm;
+    if (bound !== undefined) {
+      p.rxKcm = undefined;
+      bound.rxPsock = undefined;
+      this.socketReady(bound);
+    }
+    removeItem(this.psocksAvail, p);
+    const k = p.txKcm;
+    let epipe = false;
+    if (k !== undefined) {
+      // [U-4] reserved: abort, release, restart the message elsewhere.
+      this.psockUnattachRsvd++;
+      if (!p.txStopped) {
+        p.txStopped = true;
+        p.txAborts++;
+        epipe = p.errored === undefined;
+      }
+      this.releaseAborted(p, k);
+    }
+    p.txStopped = true;
+    p.unhook(unparsed);
+    // [U-2 step 5, ST-4] fold its counters into the mux.
+    this.psockUnattach++;
+    const s = p.stats();
+    for (const n of counterNames) this.aggregate[n] += s[n];
+    removeItem(this.psockList, p);
+    if (epipe) {
+      const err = new KcmError('EPIPE', `psock-${p.index}: unattached while reserved for transmit`);
+      p.errored = err;
+      this.pendingErrors.push([p, err]);
+    }
+  }
+
+  // ---------------------------------------------------------------- receive
+
+  /**
+   * @internal [S-1] hands a finished message to a socket: the one bound to this burst,
+   * else the head of the receive waiters. False when nobody can take it: the psock then
+   * holds it and pauses its transport [S-4].
+   */
+  steer(p: Psock, message: Buffer): boolean {
+    let k = p.rxKcm;
+    if (k !== undefined) {
+      if (k.rxCanTake()) {
+        k.rxEnqueue(message);
+        this.touch(k);
+        return true;
+      }
+      // [S-1 step 4] full: unbind without putting it back on the waiters.
+      p.rxKcm = undefined;
+      k.rxPsock = undefined;
+    }
+    const waiters = this.rxWaiters;
+    while (waiters.length > 0) {
+      k = waiters.shift()!;
+      k.rxWait = false;
+      if (k.rxCanTake()) {
+        // [S-2] bound for the rest of the burst.
+        p.rxKcm = k;
+        k.rxPsock = p;
+        k.rxEnqueue(message);
+        this.touch(k);
+        return true;
+      }
+    }
+    // [S-1 step 3] nobody can take it.
+    p.ready = true;
+    this.psocksReady.push(p);
+    p.transport.pause();
+    return false;
+  }
+
+  /** @internal [S-2] end of a receive burst: the bound socket goes back to the waiters. */
+  endBurst(p: Psock): void {
+    const k = p.rxKcm;
+    if (k === undefined) return;
+    p.rxKcm = undefined;
+    k.rxPsock = undefined;
+    this.socketReady(k);
+  }
+
+  /**
+   * @internal [S-5] a socket becomes ready: it takes from the hold queue, then the held
+   * messages of ready psocks (which resume reading), then joins the receive waiters.
+   */
+  socketReady(k: KcmSocket): void {
+    if (k.rxWait || k.rxPsock !== undefined || k.rxDisabled || k.closed) return;
+    const hold = this.holdQueue;
+    while (hold.length > 0) {
+      if (!k.rxCanTake()) return;
+      k.rxEnqueue(hold.shift()!);
+      this.touch(k);
+    }
+    const ready = this.psocksReady;
+    while (ready.length > 0) {
+      if (!k.rxCanTake()) return;
+      const p = ready.shift()!;
+      const message = p.parser.takeHeld();
+      if (message !== undefined) {
+        k.rxEnqueue(message);
+        this.touch(k);
+      }
+      this.toResume.push(p);
+    }
+    if (!k.rxCanTake()) return;
+    this.rxWaiters.push(k);
+    k.rxWait = true;
+  }
+
+  /** @internal [D-3, O-6 step 5] moves messages of a disabled or closing socket to others. */
+  requeue(messages: Buffer[]): void {
+    const waiters = this.rxWaiters;
+    for (const message of messages) {
+      for (;;) {
+        const w = waiters[0];
+        if (w === undefined) {
+          this.holdQueue.push(message);
+          break;
+        }
+        if (w.rxCanTake()) {
+          w.rxEnqueue(message);
+          this.touch(w);
+          break;
+        }
+        waiters.shift();
+        w.rxWait = false;
+      }
+    }
+  }
+
+  /** @internal A socket leaves the receive waiters (disable, close). */
+  leaveRxWaiters(k: KcmSocket): void {
+    if (k.rxWait) {
+      removeItem(this.rxWaiters, k);
+      k.rxWait = false;
+    }
+    const p = k.rxPsock;
+    if (p !== undefined) {
+      // Bound to a burst (a parser called in): the rest of the burst goes elsewhere.
+      p.rxKcm = undefined;
+      k.rxPsock = undefined;
+    }
+  }
+
+  // ---------------------------------------------------------------- transmit
+
+  /** @internal [T-13] the psock a socket writes on: its own, else the head of the available list. */
+  reserve(k: KcmSocket): Psock | undefined {
+    const p = this.psocksAvail.shift();
+    if (p !== undefined) {
+      p.txKcm = k;
+      k.txPsock = p;
+      p.reserved++;
+      return p;
+    }
+    if (!k.txWait) {
+      this.txWaiters.push(k);
+      k.txWait = true;
+    }
+    return undefined;
+  }
+
+  /** @internal [T-15] releases a reservation. */
+  release(p: Psock, k: KcmSocket): void {
+    p.unreserved++;
+    p.txKcm = undefined;
+    k.txPsock = undefined;
+    if (p.txStopped || !p.attached) return;
+    this.makeAvailable(p);
+  }
+
+  /** @internal [T-11 step 1] the reserved psock was aborted: release it and restart the head message. */
+  releaseAborted(p: Psock, k: KcmSocket): void {
+    this.release(p, k);
+    const head = k.txQueue.peek();
+    if (head !== undefined) {
+      if (head.written > 0) head.rewind();
+      this.txRetries++;
+      this.scheduleTx(k);
+    }
+  }
+
+  /** @internal [A-11, T-15] a psock becomes available: to the first transmit waiter, else the list. */
+  private makeAvailable(p: Psock): void {
+    const w = this.txWaiters.shift();
+    if (w !== undefined) {
+      w.txWait = false;
+      p.txKcm = w;
+      w.txPsock = p;
+      p.reserved++;
+      this.scheduleTx(w);
+      return;
+    }
+    this.psocksAvail.push(p);
+  }
+
+  /** @internal A connecting transport is connected [X-7]. */
+  psockConnected(p: Psock): void {
+    this.enter();
+    try {
+      p.connecting = false;
+      if (p.attached && !p.txStopped) this.makeAvailable(p);
+    } finally {
+      this.leave();
+    }
+  }
+
+  /** @internal [T-14] write space on a psock. */
+  psockDrained(p: Psock): void {
+    p.stalled = false;
+    const k = p.txKcm;
+    if (k === undefined) return;
+    this.enter();
+    try {
+      this.scheduleTx(k);
+    } finally {
+      this.leave();
+    }
+  }
+
+  /** @internal Closing a socket that holds a reservation aborts the psock [O-6 step 4]. */
+  abortOnClose(p: Psock, k: KcmSocket): void {
+    let err: KcmError | undefined;
+    if (!p.txStopped) {
+      p.txStopped = true;
+      p.txAborts++;
+      removeItem(this.psocksAvail, p);
+      if (p.errored === undefined) {
+        err = new KcmError('EPIPE', `psock-${p.index}: the KCM socket holding it for transmit closed`);
+        p.errored = err;
+      }
+    }
+    this.release(p, k);
+    if (err !== undefined) this.failRx(p, err);
+  }
+
+  /**
+   * @internal [E-*, X-3] a psock fails: done both ways. Its partial message is dropped,
+   * it leaves transmit rotation, and a message in flight on it restarts elsewhere at once
+   * [X-16]. `'error'` is emitted once.
+   */
+  psockFailed(p: Psock, err: KcmError): void {
+    if (p.errored !== undefined || !p.attached) return;
+    p.errored = err;
+    this.enter();
+    try {
+      if (!p.txStopped) {
+        p.txStopped = true;
+        p.txAborts++;
+        removeItem(this.psocksAvail, p);
+        const k = p.txKcm;
+        if (k !== undefined) this.releaseAborted(p, k);
+      }
+      this.failRx(p, err);
+    } finally {
+      this.leave();
+    }
+  }
+
+  private failRx(p: Psock, err: KcmError): void {
+    const unparsed = p.parser.stop();
+    if (unparsed !== undefined && !p.transport.readableEnded && !p.transport.destroyed) p.transport.unshift(unparsed);
+    p.transport.pause();
+    this.pendingErrors.push([p, err]);
+  }
+
+  /** @internal A message whose write failed restarts on another psock [T-16]. */
+  retryLater(msg: TxMessage): void {
+    this.retryList.push(msg);
+    if (this.retryList.length === 1) process.nextTick(muxOnRetry, this);
+  }
+
+  /** @internal */
+  runRetries(): void {
+    const list = this.retryList;
+    this.retryList = [];
+    this.enter();
+    try {
+      const placed = new Map<KcmSocket, number>();
+      for (const msg of list) {
+        const k = msg.owner;
+        if (k.closed || !msg.handed) continue;
+        msg.rewind();
+        let at = placed.get(k);
+        if (at === undefined) {
+          const head = k.txQueue.peek();
+          at = head !== undefined && head.written > 0 ? 1 : 0;
+        }
+        k.txRequeue(msg, at);
+        placed.set(k, at + 1);
+        this.txRetries++;
+        this.scheduleTx(k);
+      }
+    } finally {
+      this.leave();
+    }
+  }
+
+  /** @internal The transport is corked until the end of the tick, so a tick's writes leave in one system call. */
+  corked(p: Psock): void {
+    corkedPsocks.push(p);
+    if (corkedPsocks.length === 1) process.nextTick(uncorkAll);
+  }
+}
+
+let corkedPsocks: Psock[] = [];
+
+function uncorkAll(): void {
+  const list = corkedPsocks;
+  corkedPsocks = [];
+  for (const p of list) p.uncork();
+}
+
+function muxOnRetry(mux: Multiplexor): void {
+  mux.runRetries();
+}
+
+function muxOnFlush(mux: Multiplexor): void {
+  mux.flushLater();
+}
+
+/** Inserts `item` at the smallest free index of a list kept in index order; returns that index [O-2]. */
+function insertByIndex<T extends { index: number }>(list: T[], item: T): number {
+  let i = 0;
+  while (i < list.length && list[i]!.index === i) i++;
+  list.splice(i, 0, item);
+  return i;
+}
+
+function removeItem<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i >= 0) list.splice(i, 1);
+}
