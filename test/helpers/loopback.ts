@@ -86,7 +86,7 @@ export function track<T extends net.Socket>(s: T): T {
 export class FrameReader {
   readonly frames: Buffer[] = [];
   bytes = 0;
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
 
   constructor(readonly socket: net.Socket) {
     socket.on('data', (chunk: Buffer) => {
