@@ -102,6 +102,20 @@ describe('lengthField', () => {
     assert.equal(readLength(layout, hex('ffff ff 0a0000'), 2), 14);
   });
 
+  test('the protocol framings of docs/parsers.md', () => {
+    const cases: Array<[string, LengthFieldSpec, string, number]> = [
+      ['Thrift framed / Kafka', { size: 4, adjust: 4 }, '00000005 48454c4c4f 00000004', 9],
+      ['DNS over TCP', { size: 2, adjust: 2 }, `001d${'00'.repeat(29)}`, 31],
+      ['HTTP/2 PING', { size: 3, adjust: 9, max: 16384 + 9 }, '000008 06 00 00000000 0102030405060708', 17],
+      ['HTTP/2 oversize', { size: 3, adjust: 9, max: 16384 + 9 }, '004001 00 00 00000001', EMSGSIZE],
+      ['memcached GET', { offset: 8, size: 4, adjust: 24 }, '80 00 0005 00 00 0000 00000005 00000000 0000000000000000 48656c6c6f', 29],
+      ['PostgreSQL Query', { offset: 1, size: 4, adjust: 1 }, '51 0000000d 53454c4543542031 00', 14],
+      ['PostgreSQL short length', { offset: 1, size: 4, adjust: 1 }, '51 00000003', EBADMSG],
+      ['PostgreSQL startup', { size: 4 }, '00000008 04d2162f', 8],
+    ];
+    for (const [name, spec, bytes, want] of cases) assert.equal(lengthField(spec)(hex(bytes)), want, name);
+  });
+
   test('argument validation: the spec must be an object', () => {
     for (const bad of [null, 4, 'size', true]) {
       throwsCode(() => lengthField(bad as unknown as LengthFieldSpec), TypeError, 'ERR_INVALID_ARG_TYPE', String(bad));
