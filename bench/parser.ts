@@ -11,7 +11,9 @@
  * - `function`: StreamParser with (d) => d.length < 4 ? 0 : d.readUInt32BE(0) + 4.
  *
  * Each round frames the whole stream once with each, interleaved; the table shows the
- * median round. MB/s counts stream bytes (headers included), 1 MB = 10^6 bytes.
+ * median round; short streams are framed several times per round (--min-round-ms) so
+ * that timer resolution and GC pauses do not decide the result. MB/s counts stream
+ * bytes (headers included), 1 MB = 10^6 bytes.
  *
  *   node dist/bench/parser.js [--sizes=16,256,4k,64k] [--chunk=64k] [--bytes=64m] [--rounds=15]
  *   (or KCM_BENCH_SIZES=..., KCM_BENCH_CHUNK=..., KCM_BENCH_BYTES=..., KCM_BENCH_ROUNDS=...)
@@ -28,6 +30,8 @@ const options = parseOptions({
   /** Stream bytes per round, per size. */
   bytes: 64 * 1024 * 1024,
   rounds: 15,
+  /** Each round repeats the stream until the baseline takes at least this long. */
+  minRoundMs: 25,
   /** Print the table as JSON too. */
   json: false,
 });
@@ -128,17 +132,18 @@ function makeChunks(size: number): { chunks: Buffer[]; messages: number; bytes: 
 const P4 = lengthField({ size: 4, adjust: 4 });
 const fn4: Parser = (d) => (d.length < 4 ? 0 : d.readUInt32BE(0) + 4);
 
-function viaStreamParser(parser: Parser, chunks: Buffer[]): Tally {
+// The stream ends at a message boundary, so pushing it `reps` times is one longer stream.
+function viaStreamParser(parser: Parser, chunks: Buffer[], reps = 1): Tally {
   const tally = new Tally();
   const sp = new StreamParser({ parser, maxMessageSize: 8 * 1024 * 1024 }, tally);
-  for (let i = 0; i < chunks.length; i++) sp.push(chunks[i]!);
+  for (let r = 0; r < reps; r++) for (let i = 0; i < chunks.length; i++) sp.push(chunks[i]!);
   return tally;
 }
 
-function viaHand(chunks: Buffer[]): Tally {
+function viaHand(chunks: Buffer[], reps = 1): Tally {
   const tally = new Tally();
   const framer = new HandFramer(tally);
-  for (let i = 0; i < chunks.length; i++) framer.push(chunks[i]!);
+  for (let r = 0; r < reps; r++) for (let i = 0; i < chunks.length; i++) framer.push(chunks[i]!);
   return tally;
 }
 
@@ -153,12 +158,17 @@ interface Row {
 
 const results: Row[] = [];
 for (const size of options.sizes) {
-  const { chunks, messages, bytes } = makeChunks(size);
-  const expected = viaHand(chunks);
+  const stream = makeChunks(size);
+  const chunks = stream.chunks;
+  const once = median(rounds({ hand: () => viaHand(chunks) }, 3).hand);
+  const reps = Math.max(1, Math.ceil(options.minRoundMs / 1000 / once));
+  const messages = stream.messages * reps;
+  const bytes = stream.bytes * reps;
+  const expected = viaHand(chunks, reps);
   const cases = {
-    hand: () => viaHand(chunks),
-    lengthField: () => viaStreamParser(P4, chunks),
-    function: () => viaStreamParser(fn4, chunks),
+    hand: () => viaHand(chunks, reps),
+    lengthField: () => viaStreamParser(P4, chunks, reps),
+    function: () => viaStreamParser(fn4, chunks, reps),
   };
   // Every framer must deliver exactly the same messages before it is timed.
   for (const [name, run] of Object.entries(cases)) {
