@@ -410,6 +410,7 @@ export class KcmSocket extends EventEmitter {
    * needed; releases it when the queue is empty [T-15].
    */
   txWork(): void {
+    if (this.closed) return;
     const mux = this.mux;
     let psock = this.txPsock;
     if (psock !== undefined && psock.txStopped) {

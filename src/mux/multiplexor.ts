@@ -402,6 +402,7 @@ export class Multiplexor extends EventEmitter {
     while (ready.length > 0) {
       if (!k.rxCanTake()) return;
       const p = ready.shift()!;
+      p.ready = false;
       const message = p.parser.takeHeld();
       if (message !== undefined) {
         k.rxEnqueue(message);
