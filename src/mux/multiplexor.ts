@@ -58,7 +58,8 @@ const counterNames = [
   'rxMsgTooBig', 'rxMsgTimeouts', 'rxBadHdrLen', 'rxAborted', 'rxInterrupted', 'rxUnrecovIntr',
 ] as const satisfies readonly (keyof PsockCounters)[];
 
-const liveMuxes = new Set<Multiplexor>();
+/** Weak, so that a multiplexor its user dropped without closing is not kept alive by the listing. */
+const liveMuxes = new Set<WeakRef<Multiplexor>>();
 
 /**
  * The multiplexor (Linux: `struct kcm_mux`) shared by a KCM socket and its clones. Not
@@ -99,9 +100,11 @@ export class Multiplexor extends EventEmitter {
   private retryList: TxMessage[] = [];
 
   /** @internal Use {@link KcmSocket.create}. */
+  private readonly selfRef = new WeakRef(this);
+
   constructor() {
     super();
-    liveMuxes.add(this);
+    liveMuxes.add(this.selfRef);
   }
 
   /** The live KCM sockets of this multiplexor, in index order. */
@@ -147,7 +150,13 @@ export class Multiplexor extends EventEmitter {
 
   /** The live multiplexors of this thread, oldest first (for `/proc/net/kcm`-style listings). */
   static live(): Multiplexor[] {
-    return [...liveMuxes];
+    const out: Multiplexor[] = [];
+    for (const ref of liveMuxes) {
+      const mux = ref.deref();
+      if (mux === undefined) liveMuxes.delete(ref);
+      else out.push(mux);
+    }
+    return out;
   }
 
   // ---------------------------------------------------------------- operations
@@ -258,7 +267,7 @@ export class Multiplexor extends EventEmitter {
     for (const p of this.psockList.slice()) this.unattachPsock(p);
     this.holdQueue.clear();
     this.destroyed = true;
-    liveMuxes.delete(this);
+    liveMuxes.delete(this.selfRef);
   }
 
   // ---------------------------------------------------------------- attach
