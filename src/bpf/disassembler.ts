@@ -60,10 +60,6 @@ const JMP_SYMBOL: Record<number, string> = {
 
 const ATOMIC_NAME: Record<number, string> = { 0x00: 'add', 0x40: 'or', 0x50: 'and', 0xa0: 'xor' };
 
-function hex(value: number): string {
-  return value < 0 ? `-0x${(-value).toString(16)}` : `0x${value.toString(16)}`;
-}
-
 function rel(offset: number): string {
   return offset < 0 ? `${offset}` : `+${offset}`;
 }
@@ -111,7 +107,7 @@ export function disassemble(insn: Insn, next?: Insn): string {
       const sym = JMP_SYMBOL[op];
       if (sym === undefined) break;
       const r = cls === BPF_JMP ? 'r' : 'w';
-      const operand = code & BPF_X ? `${r}${src}` : hex(imm);
+      const operand = code & BPF_X ? `${r}${src}` : `${imm}`;
       return `if ${r}${dst} ${sym} ${operand} goto ${rel(off)}`;
     }
     case BPF_LD: {
@@ -120,7 +116,7 @@ export function disassemble(insn: Insn, next?: Insn): string {
         if (src === 1) return `r${dst} = map_fd(${imm}) ll`;
         if (src === 2) return `r${dst} = map_value(${imm}, ${hi}) ll`;
         const value = (BigInt(hi >>> 0) << 32n) | BigInt(imm >>> 0);
-        return `r${dst} = ${value < 0x80000000n ? value.toString() : `0x${value.toString(16)}`} ll`;
+        return `r${dst} = ${value.toString()} ll`;
       }
       const mode = code & 0xe0;
       if (mode === BPF_ABS) return `r0 = *(${uType(code)} *)skb[${imm}]`;
