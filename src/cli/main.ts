@@ -2,28 +2,55 @@
 /**
  * The `kcm` command: a thin layer over the public API.
  */
+import { UsageError } from './args.js';
+
 const usage = `usage: kcm <command> [options]
 
 commands:
   demo     run an echo service over a multiplexor and print its statistics
-  bench    compare kcm with hand-written framing and raw TCP
-  bpf      inspect, run and execute eBPF parser programs`;
+  bench    compare kcm with hand-written framing, raw TCP and zeromq
+  bpf      inspect, run and execute eBPF parser programs
+
+run 'kcm <command> --help' for a command's options`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'demo': {
+      const { demoCommand, demoUsage } = await import('./demo.js');
+      return withUsage('demo', demoUsage, () => demoCommand(rest));
+    }
+    case 'bench': {
+      const { benchCommand, benchUsage } = await import('./bench.js');
+      return withUsage('bench', benchUsage, () => benchCommand(rest));
+    }
     case 'bpf': {
       const { bpfCommand } = await import('./bpf.js');
       return bpfCommand(rest);
     }
-    case undefined:
     case '-h':
     case '--help':
       process.stdout.write(`${usage}\n`);
-      return command === undefined ? 2 : 0;
+      return 0;
+    case undefined:
+      process.stderr.write(`${usage}\n`);
+      return 2;
     default:
       process.stderr.write(`kcm: unknown command '${command}'\n${usage}\n`);
       return 2;
+  }
+}
+
+/** Runs a subcommand; an argument mistake prints its usage line on stderr and gives status 2. */
+async function withUsage(name: string, usageLine: string, run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`kcm ${name}: ${err.message}\n${usageLine}\n`);
+      return 2;
+    }
+    throw err;
   }
 }
 
