@@ -60,6 +60,11 @@ export function functionsOf(elf: ElfObject, section: ElfSection): { name: string
     .filter((s) => s.shndx === section.index && s.type === STT_FUNC)
     .sort((a, b) => a.value - b.value);
   const count = section.size / INSN_SIZE;
+  for (const s of syms) {
+    if (s.value % INSN_SIZE !== 0 || s.size % INSN_SIZE !== 0 || s.value + s.size > section.size || s.value >= section.size) {
+      throw refuse(`function symbol '${s.name}' does not cover whole instructions of ${section.name}`);
+    }
+  }
   return syms.map((s, i) => {
     const start = s.value / INSN_SIZE;
     const nextStart = i + 1 < syms.length ? syms[i + 1]!.value / INSN_SIZE : count;
