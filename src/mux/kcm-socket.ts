@@ -7,6 +7,7 @@ import { Psock, kPsock, type AttachOptions } from './psock.js';
 import { TxMessage } from './tx-message.js';
 import { isTcpStream } from './transport-check.js';
 import { AbortError } from './abort-error.js';
+import { KcmConnector, type ConnectOptions } from '../helpers/kcm-connector.js';
 
 /** The socket type [O-1a]. */
 export type KcmSocketType = 'dgram' | 'seqpacket';
@@ -227,6 +228,19 @@ export class KcmSocket extends EventEmitter {
     const psock = this.mux.findPsock(transport);
     if (psock === undefined) throw new KcmError('ENOENT', 'transport is not attached to this multiplexor');
     this.mux.unattach(psock);
+  }
+
+  /**
+   * Keeps `options.connections` TCP connections to `host:port` attached to this socket's
+   * multiplexor, and does E-4 for them: a connection whose psock errors is unattached,
+   * destroyed and replaced after an exponential backoff. Messages sent meanwhile wait in
+   * the socket [T-18]. Stops at `connector.close()`, when `options.signal` aborts or when
+   * this socket closes.
+   *
+   * @throws KcmError `EBADF` when the socket is closed; TypeError/RangeError for argument mistakes.
+   */
+  connect(options: ConnectOptions): KcmConnector {
+    return new KcmConnector(this, options);
   }
 
   // ------------------------------------------------------------------ send
