@@ -1,8 +1,2 @@
-/** `kcm bench`: the end-to-end comparison of `npm run bench`. */
-export const benchUsage = 'usage: kcm bench [--quick] [--json]';
-
-export async function benchCommand(argv: string[]): Promise<number> {
-  void argv;
-  process.stderr.write('kcm bench: not built yet\n');
-  return 1;
-}
+/** `kcm bench`: the end-to-end comparison that `npm run bench` runs (see `bench/e2e.ts`). */
+export { benchCommand, benchUsage } from '../../bench/e2e.js';
