@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runCli } from './run-cli.js';
+
+test('kcm demo --seconds 1 exits 0, prints both multiplexors and checks every echo', async () => {
+  const r = await runCli(['demo', '--seconds', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^\*\*\* KCM statistics \(2 MUX\) \*\*\*\*$/m);
+  const muxRows = r.stdout.match(/^mux\s+\d+\s+\d+\s+\d+\s+\d+ .*KCMs: \d+, Psocks 4$/gm) ?? [];
+  assert.equal(muxRows.length, 2);
+  for (let i = 0; i < 4; i++) {
+    assert.match(r.stdout, new RegExp(`^kcm-${i}\\s+\\d+`, 'm'));
+    assert.match(r.stdout, new RegExp(`^psock-${i}\\s+\\d+`, 'm'));
+  }
+  assert.match(r.stdout, /^ok: all \d+ echoes came back intact/m);
+  // Not a TTY: plain progress lines, no carriage returns.
+  assert.doesNotMatch(r.stdout, /\r/);
+});
+
+test('kcm demo takes --sockets, --connections, --size and --parser length', async () => {
+  const r = await runCli(['demo', '--seconds=0.5', '--sockets', '2', '--connections', '3', '--size', '4k', '--parser', 'length']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /KCMs: 2, Psocks 3/);
+  assert.match(r.stdout, /KCMs: 3, Psocks 3/);
+  assert.match(r.stdout, /4096-byte messages/);
+  assert.doesNotMatch(r.stdout, /^psock-3\s/m);
+});
+
+test('kcm demo argument errors print a usage line on stderr and exit 2', async () => {
+  const cases: [string[], RegExp][] = [
+    [['--sockets', '0'], /--sockets must be at least 1/],
+    [['--connections', 'many'], /--connections must be an integer/],
+    [['--size', '4'], /--size must be at least 8/],
+    [['--seconds'], /--seconds needs a value/],
+    [['--bogus'], /unknown option '--bogus'/],
+    [['stray'], /unexpected argument 'stray'/],
+    [['--workers=maybe'], /--workers takes true or false/],
+  ];
+  for (const [args, reason] of cases) {
+    const r = await runCli(['demo', ...args]);
+    assert.equal(r.code, 2, `kcm demo ${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, reason);
+    assert.match(r.stderr, /^usage: kcm demo /m);
+    assert.equal(r.stdout, '');
+  }
+});
+
+test('kcm demo with a parser object that cannot be loaded exits 1 with the reason', async () => {
+  const r = await runCli(['demo', '--seconds', '0.5', '--parser', '/nonexistent/parser.o']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot load the parser '\/nonexistent\/parser\.o'/);
+  assert.match(r.stderr, /ENOENT/);
+});
