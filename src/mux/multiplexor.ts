@@ -6,6 +6,7 @@ import type { KcmSocket } from './kcm-socket.js';
 import { Psock, kPsock, type PsockStats } from './psock.js';
 import type { TxMessage } from './tx-message.js';
 import { formatKcmTable } from './kcm-table.js';
+import * as diag from '../diagnostics.js';
 
 /** Counters of one KCM socket as the multiplexor lists them [ST-1, ST-7]. */
 export interface KcmSocketMuxStats {
@@ -105,6 +106,7 @@ export class Multiplexor extends EventEmitter {
   constructor() {
     super();
     liveMuxes.add(this.selfRef);
+    if (diag.muxCreateChannel.hasSubscribers || diag.debugEnabled) diag.onMuxCreate(this);
   }
 
   /** The live KCM sockets of this multiplexor, in index order. */
@@ -207,6 +209,7 @@ export class Multiplexor extends EventEmitter {
         const e = this.pendingErrors.shift();
         if (e !== undefined) {
           const [psock, err] = e;
+          if (diag.psockErrorChannel.hasSubscribers || diag.debugEnabled) diag.onPsockError(this, psock, err);
           if (psock.listenerCount('error') > 0) psock.emit('error', err);
           if (this.listenerCount('psockerror') > 0) this.emit('psockerror', err, psock);
           continue;
@@ -268,6 +271,7 @@ export class Multiplexor extends EventEmitter {
     this.holdQueue.clear();
     this.destroyed = true;
     liveMuxes.delete(this.selfRef);
+    if (diag.muxDestroyChannel.hasSubscribers || diag.debugEnabled) diag.onMuxDestroy(this);
   }
 
   // ---------------------------------------------------------------- attach
@@ -285,6 +289,7 @@ export class Multiplexor extends EventEmitter {
     } finally {
       this.leave();
     }
+    if (diag.psockAttachChannel.hasSubscribers || diag.debugEnabled) diag.onPsockAttach(this, psock);
     return psock;
   }
 
@@ -345,6 +350,7 @@ export class Multiplexor extends EventEmitter {
       p.errored = err;
       this.pendingErrors.push([p, err]);
     }
+    if (diag.psockUnattachChannel.hasSubscribers || diag.debugEnabled) diag.onPsockUnattach(this, p, k !== undefined);
   }
 
   // ---------------------------------------------------------------- receive
