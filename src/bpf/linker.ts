@@ -142,13 +142,13 @@ export function linkProgram(elf: ElfObject, options: { section?: string; program
   const regions: DataRegion[] = [];
   const regionOf = new Map<number, number>();
   let dataBytes = 0;
-  const dataRegion = (s: ElfSection): number => {
+  const dataRegion = (s: ElfSection, what: string): number => {
     let idx = regionOf.get(s.index);
     if (idx !== undefined) return idx;
     const ro = s.name.startsWith('.rodata');
     if (!ro && !s.name.startsWith('.data') && !s.name.startsWith('.bss')) {
-      if (s.name === 'maps' || s.name === '.maps' || s.name.startsWith('maps/')) throw refuse(`the program uses a map (section ${s.name}): maps are not supported`);
-      throw refuse(`the program references section ${s.name}, which is not .rodata, .data or .bss`);
+      if (s.name === 'maps' || s.name === '.maps' || s.name.startsWith('maps/')) throw refuse(`the program uses map '${what}' (section ${s.name}): maps are not supported`);
+      throw refuse(`the program references '${what}' in section ${s.name}, which is not .rodata, .data or .bss`);
     }
     dataBytes += s.size;
     if (dataBytes > MAX_DATA_BYTES) throw refuse(`global data exceeds ${MAX_DATA_BYTES} bytes`);
@@ -201,7 +201,7 @@ export function linkProgram(elf: ElfObject, options: { section?: string; program
         }
         if (isLddw(insn.code) && reloc.type === R_BPF_64_64 && insn.src === 0) {
           if (sym.type === STT_FUNC) throw refuse(`instruction ${i} of ${fn.section.name} takes the address of function '${what}' (callbacks are not supported)`);
-          const region = dataRegion(target);
+          const region = dataRegion(target, what);
           const next = list[i + 1];
           if (next === undefined) throw refuse(`lddw at the end of ${fn.section.name}`);
           const offset = (sym.type === STT_SECTION ? 0 : sym.value) + insn.imm;
