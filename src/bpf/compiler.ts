@@ -145,8 +145,7 @@ function bswap32(v) {
 }
 function skbLoad(P, PL, off, dst, at, n) {
   if (off > 0x7fffffff || off + n > PL) { dst.fill(0, at, at + n); return -14; }
-  if (n <= 64) { for (let i = 0; i < n; i++) dst[at + i] = P[off + i]; }
-  else dst.set(P.subarray(off, off + n), at);
+  for (let i = 0; i < n; i++) dst[at + i] = P[off + i];
   return 0;
 }
 `;
