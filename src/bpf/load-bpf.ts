@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { KcmError, invalidArgType } from '../errors.js';
 import type { Parser } from '../parsers/parser.js';
 import { compileParser } from './compiler.js';
+import { Interpreter } from './interpreter.js';
 import { readElf } from './elf-reader.js';
 import { linkProgram, type LinkedProgram } from './linker.js';
 import { verify, type Analysis } from './verifier.js';
@@ -73,5 +74,13 @@ export function loadProgram(object: Uint8Array | string, options?: LoadBpfOption
  */
 export function loadBpf(object: Uint8Array | string, options?: LoadBpfOptions): Parser {
   const { program, analysis } = loadProgram(object, options);
-  return compileParser(program, analysis);
+  try {
+    return compileParser(program, analysis);
+  } catch (err) {
+    // Code generation can be disabled (--disallow-code-generation-from-strings); the
+    // interpreter gives the same results, only slower.
+    if (!(err instanceof EvalError)) throw err;
+    const interpreter = new Interpreter(program, analysis);
+    return (data) => interpreter.runParser(data);
+  }
 }
