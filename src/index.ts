@@ -19,3 +19,7 @@ export { KcmServer, listen } from './helpers/kcm-server.js';
 export type { KcmServerOptions, ListenOptions, ServerConnectionEvent, KcmServerStats } from './helpers/kcm-server.js';
 export { Backoff } from './helpers/backoff.js';
 export type { BackoffOptions } from './helpers/backoff.js';
+export { formatPrometheus } from './stats/prometheus.js';
+export type { PrometheusOptions, StatsSource } from './stats/prometheus.js';
+export { channelNames, muxCreateChannel, muxDestroyChannel, psockAttachChannel, psockUnattachChannel, psockErrorChannel } from './diagnostics.js';
+export type { MuxMessage, PsockMessage, PsockUnattachMessage, PsockErrorMessage } from './diagnostics.js';
