@@ -408,8 +408,8 @@ export class KcmSocket extends EventEmitter {
     }
   }
 
-  /** [T-9] buffer space freed: waiting sends proceed in call order. */
-  private pumpSenders(): void {
+  /** @internal [T-9] buffer space freed: waiting sends proceed in call order. */
+  pumpSenders(): void {
     const waiters = this.sendWaiters;
     while (waiters.length > 0 && !this.closed && this.admits()) {
       const req = waiters.shift()!;
