@@ -11,7 +11,7 @@
  * The generated source is assembled only from numbers the verifier has validated and from
  * fixed templates in this file; no string of the object ever reaches it.
  */
-import type { Parser } from '../parsers/parser.js';
+import { kPositionalParser, type Parser, type PositionalParser } from '../parsers/parser.js';
 import type { LinkedProgram } from './linker.js';
 import {
   BPF_ABS,
@@ -143,9 +143,9 @@ function sar64(h, l, n) {
 function bswap32(v) {
   return ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);
 }
-function skbLoad(P, PL, off, dst, at, n) {
+function skbLoad(P, PO, PL, off, dst, at, n) {
   if (off > 0x7fffffff || off + n > PL) { dst.fill(0, at, at + n); return -14; }
-  for (let i = 0; i < n; i++) dst[at + i] = P[off + i];
+  for (let i = 0; i < n; i++) dst[at + i] = P[PO + off + i];
   return 0;
 }
 `;
@@ -213,12 +213,12 @@ class FunctionCompiler {
     let head: string;
     if (this.isMain) {
       if (this.mode === 'parser') {
-        head = `function f0(P) {\n  const PL = P.length;\n  let ${regs.join(', ')}, t = 0, u = 0, v = 0, w = 0;\n  r1l = ${CTX_BASE};`;
+        head = `function f0(P) {\n  const PO = PB, PL = PE - PO;\n  let ${regs.join(', ')}, t = 0, u = 0, v = 0, w = 0;\n  r1l = ${CTX_BASE};`;
       } else {
-        head = `function f0(P) {\n  const PL = P.length;\n  let ${regs.join(', ')}, t = 0, u = 0, v = 0, w = 0;\n  r1l = ${MEM_BASE}; r2l = PL | 0;`;
+        head = `function f0(P) {\n  const PO = 0, PL = P.length;\n  let ${regs.join(', ')}, t = 0, u = 0, v = 0, w = 0;\n  r1l = ${MEM_BASE}; r2l = PL | 0;`;
       }
     } else {
-      head = `function f${this.index}(FI, r1h, r1l, r2h, r2l, r3h, r3l, r4h, r4l, r5h, r5l) {\n  const P = PK, PL = P.length;\n  let ${regs.join(', ')}, t = 0, u = 0, v = 0, w = 0;`;
+      head = `function f${this.index}(FI, r1h, r1l, r2h, r2l, r3h, r3l, r4h, r4l, r5h, r5l) {\n  const P = PK, PO = PB, PL = PE - PO;\n  let ${regs.join(', ')}, t = 0, u = 0, v = 0, w = 0;`;
     }
     this.emit(head);
     const blocks = fn.blocks;
@@ -488,7 +488,8 @@ class FunctionCompiler {
       this.emit(`    if (t < 0 || t > PL - ${size}) { ${this.bail(1)} }`);
       at = 't';
     } else throw new Error(`compiler: unexpected load 0x${code.toString(16)}`);
-    const p = (k: number): string => (k === 0 ? `P[${at}]` : at === 't' ? `P[t + ${k}]` : `P[${Number(at) + k}]`);
+    // The packet is P[PO .. PO + PL): a message inside a larger chunk, read in place.
+    const p = (k: number): string => (at === 't' ? (k === 0 ? 'P[PO + t]' : `P[PO + t + ${k}]`) : `P[PO + ${Number(at) + k}]`);
     let value: string;
     if (size === 1) value = p(0);
     else if (size === 2) value = `(${p(0)} << 8) | ${p(1)}`;
@@ -654,7 +655,7 @@ class FunctionCompiler {
         const region = this.helperRegion(a);
         e(`t = r3l - ${region.base}; w = r4l >>> 0;`);
         e(`if (r3h !== 0 || t < ${region.lo} || t + w > ${region.hi}) { ${this.bail(3)} }`);
-        return e(`r0l = skbLoad(P, PL, r2l >>> 0, ${region.bytes}, t, w); r0h = r0l >> 31;`);
+        return e(`r0l = skbLoad(P, PO, PL, r2l >>> 0, ${region.bytes}, t, w); r0h = r0l >> 31;`);
       }
     }
     throw new Error(`compiler: unknown helper ${insn.imm}`);
@@ -684,15 +685,18 @@ export function generateSource(prog: LinkedProgram, analysis: Analysis): string 
   for (let i = 0; i < prog.regions.length; i++) {
     parts.push(`const DB${i} = RT.data[${i}], D${i} = new DataView(DB${i}.buffer, DB${i}.byteOffset, DB${i}.byteLength);`);
   }
-  parts.push('let PK = RT.stack, MB = RT.stack, MV = SV, ML = 0;');
+  parts.push('let PK = RT.stack, PB = 0, PE = 0, MB = RT.stack, MV = SV, ML = 0;');
   analysis.functions.forEach((fn, i) => parts.push(new FunctionCompiler(prog, analysis, fn, i).compile()));
   const budget = analysis.hasLoops || analysis.functions.length > 1 ? `B = ${INSN_BUDGET};` : '';
   const cb = analysis.usesCb ? 'CBA.fill(0);' : '';
   if (analysis.mode === 'parser') {
-    parts.push(`return function bpfParser(data) { PK = data; ab = 0; ${budget} ${cb} return f0(data); };`);
+    parts.push(`function bpfParser(data) { PK = data; PB = 0; PE = data.length; ab = 0; ${budget} ${cb} return f0(data); }`);
+    // The same program over chunk[start, end), without a view per message.
+    parts.push(`function bpfParserAt(chunk, start, end) { PK = chunk; PB = start; PE = end; ab = 0; ${budget} ${cb} return f0(chunk); }`);
+    parts.push('return { parser: bpfParser, at: bpfParserAt };');
   } else {
     parts.push(`return function bpfRaw(mem) {
-  PK = mem; MB = mem; MV = new DataView(mem.buffer, mem.byteOffset, mem.byteLength); ML = mem.length; ab = 0; H = 0; ${budget} ${cb}
+  PK = mem; PB = 0; PE = mem.length; MB = mem; MV = new DataView(mem.buffer, mem.byteOffset, mem.byteLength); ML = mem.length; ab = 0; H = 0; ${budget} ${cb}
   const lo = f0(mem);
   return { ab, hi: H, lo };
 };`);
@@ -738,7 +742,9 @@ function instantiate(prog: LinkedProgram, analysis: Analysis): unknown {
 /** Compiles a program verified in parser mode into a {@link Parser}. */
 export function compileParser(prog: LinkedProgram, analysis: Analysis): Parser {
   if (analysis.mode !== 'parser') throw new Error('compileParser: the program was verified for raw mode');
-  return instantiate(prog, analysis) as Parser;
+  const { parser, at } = instantiate(prog, analysis) as { parser: Parser; at: PositionalParser };
+  Object.defineProperty(parser, kPositionalParser, { value: at });
+  return parser;
 }
 
 /** Compiles a program verified in raw mode: runs on a memory block, returns r0 (64 bits). */

@@ -7,3 +7,18 @@
  * negative errno to reject the stream [P-3].
  */
 export type Parser = (data: Buffer) => number;
+
+/**
+ * The same parser over `chunk[start, end)` as if called with that view: lets the stream
+ * parser frame messages in place, without a view per message. Parsers built into kcm
+ * (compiled eBPF programs) carry one under {@link kPositionalParser}.
+ */
+export type PositionalParser = (chunk: Buffer, start: number, end: number) => number;
+
+/** The property under which a parser carries its {@link PositionalParser}. */
+export const kPositionalParser: unique symbol = Symbol('kcm.positionalParser');
+
+/** The positional form of a parser, when it has one. */
+export function positionalParser(parser: Parser): PositionalParser | undefined {
+  return (parser as Parser & { [kPositionalParser]?: PositionalParser })[kPositionalParser];
+}

@@ -1,5 +1,5 @@
 import { KcmError, errnos } from '../errors.js';
-import type { Parser } from './parser.js';
+import { positionalParser, type Parser, type PositionalParser } from './parser.js';
 import { lengthFieldLayout, readLength, type LengthFieldLayout } from './length-field.js';
 
 /** Where the stream parser hands whole messages and its one error. */
@@ -63,6 +63,8 @@ export class StreamParser {
 
   private readonly parser: Parser;
   private readonly layout: LengthFieldLayout | undefined;
+  /** A built-in parser's in-place form: no view per message. */
+  private readonly positional: PositionalParser | undefined;
   private readonly maxMessageSize: number;
   private readonly assemblyTimeout: number;
   private readonly sink: StreamParserSink;
@@ -87,6 +89,7 @@ export class StreamParser {
   constructor(options: StreamParserOptions, sink: StreamParserSink) {
     this.parser = options.parser;
     this.layout = lengthFieldLayout(options.parser);
+    this.positional = positionalParser(options.parser);
     this.maxMessageSize = options.maxMessageSize;
     this.assemblyTimeout = options.assemblyTimeout ?? 0;
     this.sink = sink;
@@ -245,7 +248,7 @@ export class StreamParser {
         if (layout !== undefined) {
           len = avail < layout.headerSize ? 0 : readLength(layout, chunk, pos);
         } else {
-          len = this.callParser(chunk.subarray(pos));
+          len = this.positional !== undefined ? this.positional(chunk, pos, end) : this.callParser(chunk.subarray(pos));
           if (this.stopped) return;
         }
         if (len === 0) {

@@ -13,11 +13,26 @@ import { rawProgram } from '../../src/bpf/linker.js';
 import { loadProgram } from '../../src/bpf/load-bpf.js';
 import { verify } from '../../src/bpf/verifier.js';
 import { lengthField } from '../../src/parsers/length-field.js';
-import type { Parser } from '../../src/parsers/parser.js';
+import { kPositionalParser, type Parser } from '../../src/parsers/parser.js';
+import { StreamParser } from '../../src/parsers/stream-parser.js';
 import * as A from './asm.js';
 import { chunk, frame } from './stream.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+/** Frames chunks with the real stream parser: messages and the error code, if any. */
+function streamFrame(parser: Parser, chunks: readonly Uint8Array[]): { messages: string[]; error?: string } {
+  const messages: string[] = [];
+  let error: string | undefined;
+  const sp = new StreamParser({ parser, maxMessageSize: 1 << 20 }, {
+    onMessage: (m) => (messages.push(m.toString('hex')), true),
+    onError: (e) => {
+      error = e.code;
+    },
+  });
+  for (const c of chunks) sp.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+  return error === undefined ? { messages } : { messages, error };
+}
 /** The fixtures live beside the sources, not in dist/. */
 export const fixtures = join(here, '..', '..', '..', 'test', 'fixtures', 'bpf');
 const fixture = (name: string): string => join(fixtures, `${name}.o`);
@@ -127,6 +142,7 @@ test('every fixture has its C source, its object and a protocol model', () => {
 for (const [name, proto] of Object.entries(protocols)) {
   test(`${name}: the object frames the same streams as the JS parser, under any chunking`, () => {
     const bpf = loadBpf(fixture(name));
+    assert.equal(typeof (bpf as Parser & { [kPositionalParser]?: unknown })[kPositionalParser], 'function');
     const { program, analysis } = loadProgram(fixture(name));
     const oracle = new Interpreter(program, analysis);
     const interp: Parser = (d) => oracle.runParser(d);
@@ -143,6 +159,10 @@ for (const [name, proto] of Object.entries(protocols)) {
           const expected = frame(proto.parser, chunks);
           assert.deepEqual(frame(bpf, chunks), expected);
           assert.deepEqual(frame(interp, chunks), expected);
+          // In the stream parser the compiled program runs in place (no view per message).
+          const inPlace = streamFrame(bpf, chunks);
+          assert.deepEqual(inPlace, streamFrame(proto.parser, chunks));
+          assert.deepEqual(inPlace, streamFrame((d) => bpf(d), chunks));
           if (!withBad || proto.bad === undefined) assert.equal(expected.messages.length, frames.length);
         },
       ),
