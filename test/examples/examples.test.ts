@@ -97,3 +97,22 @@ test('memcached session over 4 connections', async () => {
     await new Promise((r) => server.close(r));
   }
 });
+
+test('the README example runs and prints hello', async () => {
+  const { readFile, writeFile, rm } = await import('node:fs/promises');
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const readme = await readFile(`${root}README.md`, 'utf8');
+  const code = /## Example\n\n```js\n([\s\S]*?)```/.exec(readme)?.[1];
+  assert.ok(code !== undefined, 'README has a js example');
+  assert.ok(code.split('\n').length <= 25);
+  // Inside the package, so that `import 'kcm'` resolves to this build (self-reference).
+  const file = `${examples}readme-example.mjs`;
+  await writeFile(file, code);
+  try {
+    const r = await run('readme-example.mjs', []);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello\n');
+  } finally {
+    await rm(file, { force: true });
+  }
+});
