@@ -1,0 +1,122 @@
+/**
+ * The wire between a socket's proxy in the multiplexor's thread and the socket adopted
+ * in a worker: message kinds posted on their MessagePort, and the batch layouts.
+ *
+ * Messages cross in batches, one ArrayBuffer per burst, transferred (not cloned):
+ *
+ *     received batch (proxy -> worker)          sent batch (worker -> proxy)
+ *     +---------+----------------+------+       +---------+----------------+-----------+------+
+ *     | u32 n   | u32 end[0..n)  | data |       | u32 n   | u32 end[0..n)  | u8 flag[n]| data |
+ *     +---------+----------------+------+       +---------+----------------+-----------+------+
+ *
+ * `end[i]` is the offset in `data` where message i ends (message 0 starts at 0). A sent
+ * message whose flag is {@link FLAG_BURST_END} ends one transmit burst of the worker's
+ * socket: the proxy writes it without MSG_BATCH, so burst boundaries stay as the worker
+ * made them [T-8, T-13].
+ */
+
+/** proxy -> worker: a batch of received messages `{ t, buf }`. */
+export const MSG_DATA = 0;
+/** proxy -> worker: transmit bytes left the proxy's send queue `{ t, bytes }` (negative on a retry). */
+export const MSG_CREDIT = 1;
+/** worker -> proxy: a batch of messages to send `{ t, buf }`. */
+export const MSG_SEND = 2;
+/** worker -> proxy: messages fully read so far `{ t, consumed }`; sent when the worker's queue empties. */
+export const MSG_ACK = 3;
+/**
+ * worker -> proxy: receive disabled [D-3] `{ t, consumed, keep, n }`: the worker hands
+ * back `n` messages that follow the `keep` it still holds after its `consumed` ones.
+ */
+export const MSG_DISABLE = 4;
+/** worker -> proxy: a batch that reached a disabled worker, handed back `{ t, consumed, keep, n }`. */
+export const MSG_RETURN = 5;
+/** worker -> proxy: receive enabled again [D-6] `{ t }`. */
+export const MSG_ENABLE = 6;
+
+/** Flag of a sent message that ends a transmit burst. */
+export const FLAG_BURST_END = 1;
+
+/**
+ * Slots of the Int32Array over the shared buffer. `GONE`: messages the worker has read
+ * or started reading (int32, wrapping), stored before user code sees each one, so that
+ * the proxy can tell, after the worker died, which messages it never saw.
+ */
+export const SHARED_GONE = 0;
+export const SHARED_SLOTS = 1;
+
+/** A posted protocol message. */
+export interface WireMessage {
+  t: number;
+  buf?: ArrayBuffer;
+  bytes?: number;
+  consumed?: number;
+  keep?: number;
+  n?: number;
+}
+
+/** Packs received messages into one transferable buffer. */
+export function packReceived(messages: readonly Buffer[], bytes: number): ArrayBuffer {
+  const n = messages.length;
+  const head = 4 * (n + 1);
+  const buf = new ArrayBuffer(head + bytes);
+  const index = new Uint32Array(buf, 0, n + 1);
+  const data = new Uint8Array(buf, head);
+  index[0] = n;
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    const m = messages[i]!;
+    data.set(m, pos);
+    pos += m.length;
+    index[i + 1] = pos;
+  }
+  return buf;
+}
+
+/** Calls `each` with a view of every message of a received batch, in order. */
+export function unpackReceived(buf: ArrayBuffer, each: (message: Buffer) => void): number {
+  const n = new Uint32Array(buf, 0, 1)[0]!;
+  const index = new Uint32Array(buf, 4, n);
+  const head = 4 * (n + 1);
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    const end = index[i]!;
+    each(Buffer.from(buf, head + start, end - start));
+    start = end;
+  }
+  return n;
+}
+
+/** Packs messages to send (each an array of parts) with their burst flags into one transferable buffer. */
+export function packSent(messages: readonly (readonly Buffer[])[], flags: readonly number[], bytes: number): ArrayBuffer {
+  const n = messages.length;
+  const head = 4 * (n + 1) + n;
+  const buf = new ArrayBuffer(head + bytes);
+  const index = new Uint32Array(buf, 0, n + 1);
+  const flagView = new Uint8Array(buf, 4 * (n + 1), n);
+  const data = new Uint8Array(buf, head);
+  index[0] = n;
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    for (const part of messages[i]!) {
+      data.set(part, pos);
+      pos += part.length;
+    }
+    index[i + 1] = pos;
+    flagView[i] = flags[i]!;
+  }
+  return buf;
+}
+
+/** Calls `each` with a view of every message of a sent batch and its flag, in order. */
+export function unpackSent(buf: ArrayBuffer, each: (message: Buffer, flag: number) => void): void {
+  const n = new Uint32Array(buf, 0, 1)[0]!;
+  const index = new Uint32Array(buf, 4, n);
+  const flagView = new Uint8Array(buf, 4 * (n + 1), n);
+  const head = 4 * (n + 1) + n;
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    const end = index[i]!;
+    each(Buffer.from(buf, head + start, end - start), flagView[i]!);
+    start = end;
+  }
+}
