@@ -7,6 +7,9 @@ import { Psock, kPsock, type AttachOptions } from './psock.js';
 import { TxMessage } from './tx-message.js';
 import { isTcpStream } from './transport-check.js';
 import { AbortError } from './abort-error.js';
+import { cloneForWorker } from '../worker/proxy-socket.js';
+import { adoptWorkerPort } from '../worker/adopted-socket.js';
+import type { KcmWorkerPort } from '../worker/worker-port.js';
 import { KcmConnector, type ConnectOptions } from '../helpers/kcm-connector.js';
 
 /** The socket type [O-1a]. */
@@ -179,6 +182,30 @@ export class KcmSocket extends EventEmitter {
   clone(): KcmSocket {
     this.checkOpen();
     return new KcmSocket(this.mux, this.type, this.sendBufferSize, this.receiveBufferSize);
+  }
+
+  /**
+   * SIOCKCMCLONE for another thread: a new socket of this multiplexor, same type and
+   * options, to be used in a worker. Pass the result in `workerData` (or `postMessage`)
+   * with `transferList: port.transferList`, and call {@link KcmSocket.adopt} there. The
+   * socket steers and transmits as any other from now on; a worker that exits or crashes
+   * closes it, and its unread messages move to the other sockets [O-6].
+   */
+  cloneForWorker(): KcmWorkerPort {
+    this.checkOpen();
+    return cloneForWorker(this);
+  }
+
+  /**
+   * The socket of a port made by {@link KcmSocket.cloneForWorker}, in the thread that
+   * received it. It sends, receives, iterates, disables receive, reports stats and closes
+   * as any socket; `attach`, `unattach` and `clone` throw KcmError `EOPNOTSUPP`.
+   *
+   * @throws TypeError when `port` is not such a port; KcmError `EALREADY` when it was
+   * adopted already.
+   */
+  static adopt(port: KcmWorkerPort): KcmSocket {
+    return adoptWorkerPort(port);
   }
 
   // ------------------------------------------------------------------ attach
