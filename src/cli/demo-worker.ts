@@ -4,24 +4,6 @@
  */
 import { workerData } from 'node:worker_threads';
 import { KcmSocket } from '../index.js';
+import { echoLoop } from './demo.js';
 
-interface AdoptedSocket {
-  closed: boolean;
-  receiveMany(): Promise<Buffer[]>;
-  sendMany(messages: readonly Buffer[]): Promise<void>;
-}
-
-const adopt = (KcmSocket as unknown as { adopt?: (port: unknown) => AdoptedSocket }).adopt;
-if (typeof adopt !== 'function') throw new Error('KcmSocket.adopt is not available in this build');
-const sock = adopt.call(KcmSocket, (workerData as { port: unknown }).port);
-
-for (;;) {
-  let batch: Buffer[];
-  try {
-    batch = await sock.receiveMany();
-    await sock.sendMany(batch);
-  } catch (err) {
-    if (sock.closed) break;
-    throw err;
-  }
-}
+await echoLoop(KcmSocket.adopt((workerData as { port: Parameters<typeof KcmSocket.adopt>[0] }).port));

@@ -93,10 +93,6 @@ export async function demoCommand(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  if (opts.workers && typeof (KcmSocket.prototype as { cloneForWorker?: unknown }).cloneForWorker !== 'function') {
-    process.stderr.write('kcm demo: --workers needs worker sockets (KcmSocket#cloneForWorker), which this build does not have yet\n');
-    return 1;
-  }
   return new Demo(opts, parser).run();
 }
 
@@ -231,13 +227,11 @@ class Demo {
 
   private async startWorkers(first: KcmSocket): Promise<void> {
     const { Worker } = await import('node:worker_threads');
-    type Port = { transferList: readonly unknown[] };
-    const cloneForWorker = (first as unknown as { cloneForWorker(): Port }).cloneForWorker.bind(first);
     for (let i = 0; i < this.o.sockets; i++) {
-      const port = cloneForWorker();
+      const port = first.cloneForWorker();
       const worker = new Worker(new URL('./demo-worker.js', import.meta.url), {
         workerData: { port },
-        transferList: port.transferList as never,
+        transferList: port.transferList,
       });
       worker.on('error', (err) => this.fail(`worker ${i}: ${err.message}`));
       this.workers.push(worker);

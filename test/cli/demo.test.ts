@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { runCli } from './run-cli.js';
 
 test('kcm demo --seconds 1 exits 0, prints both multiplexors and checks every echo', async () => {
@@ -50,4 +51,22 @@ test('kcm demo with a parser object that cannot be loaded exits 1 with the reaso
   assert.equal(r.code, 1);
   assert.match(r.stderr, /cannot load the parser '\/nonexistent\/parser\.o'/);
   assert.match(r.stderr, /ENOENT/);
+});
+
+test('kcm demo frames with an eBPF parser object (Thrift framed transport)', async () => {
+  const thrift = fileURLToPath(new URL('../../../test/fixtures/bpf/thrift.o', import.meta.url));
+  const r = await runCli(['demo', '--seconds', '0.5', '--sockets', '2', '--connections', '2', '--size', '1k', '--parser', thrift]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /parser .*thrift\.o/);
+  assert.match(r.stdout, /^ok: all \d+ echoes came back intact/m);
+});
+
+test('kcm demo --workers echoes from sockets adopted in worker threads', async () => {
+  const r = await runCli(['demo', '--seconds', '0.5', '--workers', '--sockets', '2', '--connections', '2']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /in worker threads/);
+  // The main thread's socket takes nothing; the two adopted ones take every message.
+  assert.match(r.stdout, /KCMs: 3, Psocks 2/);
+  assert.match(r.stdout, /^kcm-0\s+0\s+0\s.*RxDisabled$/m);
+  assert.match(r.stdout, /^ok: all \d+ echoes came back intact/m);
 });
