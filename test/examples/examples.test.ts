@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { startRpcServer } from '../../examples/rpc-server.js';
+import { startRpcServer, startRpcServerInWorkers, hasWorkerSockets } from '../../examples/rpc-server.js';
 import { RpcClient, runRpcClient } from '../../examples/rpc-client.js';
 import { ECHO } from '../../examples/rpc-protocol.js';
 import { runMemcachedSession, startFakeMemcached } from '../../examples/memcached-client.js';
@@ -114,5 +114,20 @@ test('the README example runs and prints hello', async () => {
     assert.equal(r.stdout, 'hello\n');
   } finally {
     await rm(file, { force: true });
+  }
+});
+
+test('rpc server with its 4 sockets in worker threads', { skip: !hasWorkerSockets && 'this build has no worker sockets' }, async () => {
+  const { server, workers } = await startRpcServerInWorkers({ workers: 4 });
+  try {
+    assert.equal(workers.length, 4);
+    assert.equal(server.mux.sockets.length, 5);
+    const r = await runRpcClient({ port: (server.address() as AddressInfo).port, calls: 400 });
+    assert.equal(r.calls, 400);
+    // Every request was answered, none by the main thread's socket.
+    assert.equal(server.mux.stats().rxMsgs, 400);
+    assert.equal(server.socket.stats().rxMsgs, 0);
+  } finally {
+    await new Promise((r) => server.close(r));
   }
 });
