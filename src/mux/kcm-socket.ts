@@ -444,6 +444,9 @@ export class KcmSocket extends EventEmitter {
       this.sendNow(req.parts, req.length, req.eor, req.batch);
       req.resolve();
     }
+    // [T-3 step 3] a sender still waiting flushes the batch its predecessors left open
+    // (a sendMany() burst cut by the buffer limit), else nothing would write it.
+    if (waiters.length > 0 && !this.closed) this.flushBatch();
   }
 
   /**
