@@ -51,6 +51,7 @@ function defineAdoptedKcmSocket() {
     /** @internal */ readonly port: MessagePort;
     /** @internal */ readonly shared: Int32Array;
     /** @internal Fully read count last posted. */ ackedMsgs = 0;
+    /** @internal */ ackScheduled = false;
     /** @internal Messages taken for transmit, not yet posted. */ outMsgs: Buffer[][] = [];
     /** @internal */ outFlags: number[] = [];
     /** @internal */ outBytes = 0;
@@ -136,15 +137,25 @@ function defineAdoptedKcmSocket() {
 
     /**
      * @internal Records what was read (a partly read message counts: it is never
-     * redelivered); when the queue is empty, tells the proxy its memory is free.
+     * redelivered). When the queue is empty, the proxy is told its memory is free, on the
+     * next turn of the event loop: a thread busy with the message it just took (a
+     * listener, or the body of a `for await`) takes no new one until it is done.
      */
     consumed(): void {
-      const read = this.rxMsgs;
-      Atomics.store(this.shared, SHARED_GONE, (read + (this.rxOffset > 0 ? 1 : 0)) | 0);
-      if (read !== this.ackedMsgs && this.rxQueue.length === 0 && !this.portClosed) {
-        this.ackedMsgs = read;
-        this.port.postMessage({ t: MSG_ACK, consumed: read });
+      Atomics.store(this.shared, SHARED_GONE, (this.rxMsgs + (this.rxOffset > 0 ? 1 : 0)) | 0);
+      if (!this.ackScheduled && this.rxMsgs !== this.ackedMsgs && this.rxQueue.length === 0) {
+        this.ackScheduled = true;
+        setImmediate(adoptedOnAck, this);
       }
+    }
+
+    /** @internal [S-5] the queue emptied: the proxy's receive memory is free. */
+    ack(): void {
+      this.ackScheduled = false;
+      const read = this.rxMsgs;
+      if (read === this.ackedMsgs || this.rxQueue.length > 0 || this.portClosed) return;
+      this.ackedMsgs = read;
+      this.port.postMessage({ t: MSG_ACK, consumed: read });
     }
 
     /** @internal A batch from the proxy. */
@@ -278,6 +289,10 @@ function adoptedPortOnClose(this: AdoptedPort): void {
   if (sock === undefined) return;
   sock.portClosed = true;
   sock.close();
+}
+
+function adoptedOnAck(sock: AdoptedKcmSocket): void {
+  sock.ack();
 }
 
 function adoptedOnFlushOut(sock: AdoptedKcmSocket): void {
