@@ -175,8 +175,8 @@ for (const sibling of [true, false]) {
     const toggler = setInterval(() => k0.setRecvDisable(!k0.getRecvDisable()), 1);
     try {
       k0.attach(local, { parser: P4 });
-      for (let n = 0; n < total; n += 250) {
-        remote.write(numberedRun(n, 250, 4 + (n % 40)));
+      for (let n = 0; n < total; n += 50) {
+        remote.write(numberedRun(n, 50, 4 + (n % 40)));
         await sleep(1);
       }
       // Keep toggling for a while after the last write, then leave receive enabled.
