@@ -1,67 +1,92 @@
 /**
- * A first-in first-out queue over an array with a moving head, so that taking from the
- * front is O(1) and no per-item node is allocated.
+ * A first-in first-out queue over a ring buffer whose capacity is a power of two: taking
+ * from either end is O(1), nothing is copied while it neither grows nor shrinks, and no
+ * per-item node is allocated.
  */
 export class Fifo<T> {
-  private items: (T | undefined)[] = [];
+  private items: (T | undefined)[] = new Array(16);
+  private mask = 15;
   private head = 0;
+  private size = 0;
 
   get length(): number {
-    return this.items.length - this.head;
+    return this.size;
   }
 
   push(item: T): void {
-    this.items.push(item);
+    if (this.size > this.mask) this.grow();
+    this.items[(this.head + this.size) & this.mask] = item;
+    this.size++;
   }
 
   /** Puts an item back at the front. */
   unshift(item: T): void {
-    if (this.head > 0) this.items[--this.head] = item;
-    else this.items.unshift(item);
+    if (this.size > this.mask) this.grow();
+    this.head = (this.head - 1) & this.mask;
+    this.items[this.head] = item;
+    this.size++;
   }
 
   peek(): T | undefined {
-    return this.head < this.items.length ? this.items[this.head] : undefined;
+    return this.size === 0 ? undefined : this.items[this.head];
   }
 
   /** The item `i` places from the front. */
   at(i: number): T | undefined {
-    return this.items[this.head + i];
+    return i < 0 || i >= this.size ? undefined : this.items[(this.head + i) & this.mask];
   }
 
   shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
+    if (this.size === 0) return undefined;
     const item = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head === this.items.length) {
-      this.items.length = 0;
-      this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
+    this.items[this.head] = undefined;
+    this.head = (this.head + 1) & this.mask;
+    if (--this.size === 0 && this.mask > 1023) this.reset();
     return item;
   }
 
-  /** Inserts `item` so that it becomes the item `i` places from the front. */
+  /** Inserts `item` so that it becomes the item `i` places from the front (O(n)). */
   insert(i: number, item: T): void {
-    this.items.splice(this.head + i, 0, item);
+    const all = this.drain();
+    all.splice(Math.max(0, Math.min(i, all.length)), 0, item);
+    for (const x of all) this.push(x);
   }
 
   /** Removes and returns every item, front first. */
   drain(): T[] {
-    const out = this.items.slice(this.head) as T[];
-    this.items = [];
+    const out: T[] = new Array(this.size);
+    for (let i = 0; i < this.size; i++) {
+      const at = (this.head + i) & this.mask;
+      out[i] = this.items[at] as T;
+      this.items[at] = undefined;
+    }
     this.head = 0;
+    this.size = 0;
+    if (this.mask > 1023) this.reset();
     return out;
   }
 
   clear(): void {
-    this.items = [];
-    this.head = 0;
+    this.drain();
   }
 
   *[Symbol.iterator](): IterableIterator<T> {
-    for (let i = this.head; i < this.items.length; i++) yield this.items[i] as T;
+    for (let i = 0; i < this.size; i++) yield this.items[(this.head + i) & this.mask] as T;
+  }
+
+  /** Gives back the memory of a queue that once was long. */
+  private reset(): void {
+    this.items = new Array(16);
+    this.mask = 15;
+    this.head = 0;
+  }
+
+  private grow(): void {
+    const cap = this.mask + 1;
+    const next: (T | undefined)[] = new Array(cap * 2);
+    for (let i = 0; i < this.size; i++) next[i] = this.items[(this.head + i) & this.mask];
+    this.items = next;
+    this.mask = cap * 2 - 1;
+    this.head = 0;
   }
 }

@@ -350,9 +350,10 @@ export class KcmSocket extends EventEmitter {
       let result: Promise<void> = resolved;
       for (let j = i; j <= last; j++) {
         const p = all[j]!;
-        result = this.sendLater(p, partsLength(p), true, j < last, undefined);
+        result = this.enqueueSend(p, partsLength(p), true, j < last, undefined);
         if (j < last) result.catch(noop);
       }
+      this.kickSenders();
       return result;
     }
     return resolved;
@@ -395,8 +396,12 @@ export class KcmSocket extends EventEmitter {
   }
 
   private sendLater(parts: Buffer[], length: number, eor: boolean, batch: boolean, signal: AbortSignal | undefined): Promise<void> {
-    // [T-3 step 3] a sender that has to wait flushes a pending batch first.
-    this.flushBatch();
+    const promise = this.enqueueSend(parts, length, eor, batch, signal);
+    this.kickSenders();
+    return promise;
+  }
+
+  private enqueueSend(parts: Buffer[], length: number, eor: boolean, batch: boolean, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const req: SendRequest = { parts, length, eor, batch, resolve, reject, signal, onAbort: undefined };
       if (signal !== undefined) {
@@ -405,6 +410,15 @@ export class KcmSocket extends EventEmitter {
       }
       this.sendWaiters.push(req);
     });
+  }
+
+  /**
+   * [T-3 step 3] a sender that has to wait flushes a pending batch first; writing it may
+   * free space at once, and then the waiting sends proceed.
+   */
+  private kickSenders(): void {
+    this.flushBatch();
+    if (this.admits()) this.pumpSenders();
   }
 
   private abortSend(req: SendRequest): void {

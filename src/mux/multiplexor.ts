@@ -619,19 +619,19 @@ export class Multiplexor extends EventEmitter {
     }
   }
 
-  /** @internal The transport is corked until the end of the tick, so a tick's writes leave in one system call. */
-  corked(p: Psock): void {
-    corkedPsocks.push(p);
-    if (corkedPsocks.length === 1) process.nextTick(uncorkAll);
+  /** @internal A psock was written to in this tick: its stage goes out at the end of the tick. */
+  activated(p: Psock): void {
+    activePsocks.push(p);
+    if (activePsocks.length === 1) process.nextTick(endTick);
   }
 }
 
-let corkedPsocks: Psock[] = [];
+let activePsocks: Psock[] = [];
 
-function uncorkAll(): void {
-  const list = corkedPsocks;
-  corkedPsocks = [];
-  for (const p of list) p.uncork();
+function endTick(): void {
+  const list = activePsocks;
+  activePsocks = [];
+  for (const p of list) p.tickEnd();
 }
 
 function muxOnRetry(mux: Multiplexor): void {

@@ -8,6 +8,11 @@ import type { KcmSocket } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
 import { WRITE_PIECE, type TxMessage } from './tx-message.js';
 
+/** Messages up to this size are copied into the stage rather than written one by one. */
+const STAGE_MESSAGE_MAX = 4096;
+/** Size of a stage buffer. */
+const STAGE_SIZE = 64 * 1024;
+
 /** The property of a transport that names the psock it is attached to (the "user data" slot [A-8]). */
 export const kPsock: unique symbol = Symbol('kcm.psock');
 
@@ -80,7 +85,7 @@ export class Psock extends EventEmitter implements StreamParserSink {
   /** @internal Waiting for 'drain' [T-12]. */ stalled = false;
   /** @internal On the ready list, holding one message [S-4]. */ ready = false;
   /** @internal Still connecting: joins transmit rotation at 'connect' [X-7]. */ connecting: boolean;
-  /** @internal Corked until the end of the tick. */ corked = false;
+  /** @internal Written to in this tick: later small messages of the tick are staged. */ active = false;
   /** @internal */ attached = true;
   /** @internal */ errored: KcmError | undefined = undefined;
 
@@ -91,9 +96,17 @@ export class Psock extends EventEmitter implements StreamParserSink {
   /** @internal */ unreserved = 0;
   /** @internal */ txAborts = 0;
 
-  /** Messages (one entry per write call) whose write has not completed yet, and their attempts. */
+  /**
+   * Messages handed to the transport whose write has not completed yet, with the attempt
+   * they were written in, and for each write call the number of entries it covers.
+   */
   private readonly inflight = new Fifo<TxMessage>();
   private readonly inflightAttempts = new Fifo<number>();
+  private readonly inflightCounts = new Fifo<number>();
+  /** Small messages of this tick, copied back to back, written once at the end of the tick. */
+  private stage: Buffer | undefined = undefined;
+  private stageLen = 0;
+  private stageMsgs = 0;
   /** @internal Bound once per psock: the write callback. */ readonly onWritten: (err?: Error | null) => void;
   private savedData: ((...args: unknown[]) => void)[] = [];
   private savedReadable: ((...args: unknown[]) => void)[] = [];
@@ -174,10 +187,9 @@ export class Psock extends EventEmitter implements StreamParserSink {
     t.removeListener('close', transportOnClose);
     t.removeListener('error', transportOnError);
     t.removeListener('connect', transportOnConnect);
-    if (this.corked) {
-      this.corked = false;
-      t.uncork();
-    }
+    // Staged messages were handed over: they belong to the transport [U-2].
+    if (!t.destroyed) this.flushStage();
+    this.active = false;
     t.pause();
     if (unparsed !== undefined && unparsed.length > 0 && !t.readableEnded && !t.destroyed) t.unshift(unparsed);
     for (const l of this.savedReadable) t.on('readable', l);
@@ -225,17 +237,25 @@ export class Psock extends EventEmitter implements StreamParserSink {
   }
 
   /**
-   * @internal Hands the rest of `msg` to the transport [T-11]: pieces of at most
-   * {@link WRITE_PIECE} bytes while the transport accepts them. Returns true when the
+   * @internal Hands the rest of `msg` to the transport [T-11]. Returns true when the
    * message was handed whole; `stalled` tells whether to wait for 'drain' [T-12].
+   *
+   * The first message of a tick is written at once (latency); later small ones are copied
+   * into a stage written once at the end of the tick, so a burst of small messages costs
+   * one write call and one system call. Large messages go in pieces of at most
+   * {@link WRITE_PIECE} bytes, so that a stall can fall mid-message.
    */
   writeMessage(msg: TxMessage): boolean {
-    const t = this.transport;
-    if (!this.corked) {
-      this.corked = true;
-      t.cork();
-      this.mux.corked(this);
+    if (!this.active) {
+      this.active = true;
+      this.mux.activated(this);
+    } else if (msg.length <= STAGE_MESSAGE_MAX && msg.written === 0) {
+      this.stageMessage(msg);
+      return true;
+    } else if (this.stageLen > 0 && !this.flushStage()) {
+      return false; // stalled before the message started
     }
+    const t = this.transport;
     const parts = msg.parts;
     while (msg.part < parts.length) {
       const part = parts[msg.part]!;
@@ -250,6 +270,7 @@ export class Psock extends EventEmitter implements StreamParserSink {
       this.txBytes += piece.length;
       this.inflight.push(msg);
       this.inflightAttempts.push(msg.attempt);
+      this.inflightCounts.push(1);
       if (msg.part === parts.length) msg.handed = true;
       if (!t.write(piece, this.onWritten)) {
         this.stalled = true;
@@ -259,20 +280,57 @@ export class Psock extends EventEmitter implements StreamParserSink {
     return true;
   }
 
-  /** @internal Removes the transport's cork at the end of the tick. */
-  uncork(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.transport.uncork();
+  /** Copies a small message into the stage; it counts as handed to the transport. */
+  private stageMessage(msg: TxMessage): void {
+    const len = msg.length;
+    let stage = this.stage;
+    if (stage === undefined || this.stageLen + len > stage.length) {
+      this.flushStage();
+      stage = this.stage = Buffer.allocUnsafe(STAGE_SIZE);
+    }
+    let at = this.stageLen;
+    for (const part of msg.parts) at += part.copy(stage, at);
+    this.stageLen = at;
+    this.stageMsgs++;
+    msg.part = msg.parts.length;
+    msg.offset = 0;
+    msg.written = len;
+    msg.handed = true;
+    this.txBytes += len;
+    this.inflight.push(msg);
+    this.inflightAttempts.push(msg.attempt);
+  }
+
+  /** @internal Writes the stage; false when the transport asks to wait for 'drain'. */
+  flushStage(): boolean {
+    const n = this.stageLen;
+    if (n === 0) return true;
+    const stage = this.stage!;
+    // The written bytes stay untouched; the rest of the buffer serves the next stage.
+    this.stage = stage.length - n >= STAGE_MESSAGE_MAX ? stage.subarray(n) : undefined;
+    this.stageLen = 0;
+    this.inflightCounts.push(this.stageMsgs);
+    this.stageMsgs = 0;
+    if (this.transport.write(stage.subarray(0, n), this.onWritten)) return true;
+    this.stalled = true;
+    return false;
+  }
+
+  /** @internal End of the tick: the stage goes out. */
+  tickEnd(): void {
+    this.active = false;
+    if (this.attached) this.flushStage();
   }
 
   /** @internal A write completed: a message whose write failed restarts elsewhere [T-16]. */
   written(err: Error | null | undefined): void {
-    const msg = this.inflight.shift();
-    const attempt = this.inflightAttempts.shift();
-    if (err === null || err === undefined || msg === undefined || !this.attached) return;
-    if (msg.attempt !== attempt || !msg.handed) return;
-    this.mux.retryLater(msg);
+    const n = this.inflightCounts.shift() ?? 0;
+    const failed = err !== null && err !== undefined && this.attached;
+    for (let i = 0; i < n; i++) {
+      const msg = this.inflight.shift()!;
+      const attempt = this.inflightAttempts.shift();
+      if (failed && msg.attempt === attempt && msg.handed) this.mux.retryLater(msg);
+    }
   }
 }
 
