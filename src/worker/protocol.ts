@@ -58,7 +58,7 @@ export interface WireMessage {
 export function packReceived(messages: readonly Buffer[], bytes: number): ArrayBuffer {
   const n = messages.length;
   const head = 4 * (n + 1);
-  const buf = new ArrayBuffer(head + bytes);
+  const buf = newBuffer(head + bytes);
   const index = new Uint32Array(buf, 0, n + 1);
   const data = new Uint8Array(buf, head);
   index[0] = n;
@@ -90,7 +90,7 @@ export function unpackReceived(buf: ArrayBuffer, each: (message: Buffer) => void
 export function packSent(messages: readonly (readonly Buffer[])[], flags: readonly number[], bytes: number): ArrayBuffer {
   const n = messages.length;
   const head = 4 * (n + 1) + n;
-  const buf = new ArrayBuffer(head + bytes);
+  const buf = newBuffer(head + bytes);
   const index = new Uint32Array(buf, 0, n + 1);
   const flagView = new Uint8Array(buf, 4 * (n + 1), n);
   const data = new Uint8Array(buf, head);
@@ -119,4 +119,9 @@ export function unpackSent(buf: ArrayBuffer, each: (message: Buffer, flag: numbe
     each(Buffer.from(buf, head + start, end - start), flagView[i]!);
     start = end;
   }
+}
+
+/** A fresh, unpooled ArrayBuffer (transferable), not zero-filled: every byte is written. */
+function newBuffer(size: number): ArrayBuffer {
+  return Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer;
 }
