@@ -581,6 +581,12 @@ export class Multiplexor extends EventEmitter {
   }
 
   private failRx(p: Psock, err: KcmError): void {
+    if (p.ready) {
+      // [E-5, ST-3] stop() drops the held message: count it once, as unattach would.
+      p.ready = false;
+      removeItem(this.psocksReady, p);
+      this.rxReadyDrops++;
+    }
     const unparsed = p.parser.stop();
     if (unparsed !== undefined && !p.transport.readableEnded && !p.transport.destroyed) p.transport.unshift(unparsed);
     p.transport.pause();
