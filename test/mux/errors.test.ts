@@ -290,3 +290,34 @@ test('[E-4] on error the application unattaches and closes the transport, then a
     k.close();
   }
 });
+
+for (const order of ['unattach at once', 're-enable, then unattach'] as const) {
+  test(`[E-5][U-2][ST-3] a psock that fails while holding a message drops it once, counted in rxReadyDrops (${order})`, async () => {
+    const { local, remote } = await tcpPair();
+    const k = KcmSocket.create();
+    try {
+      k.setRecvDisable(true);
+      const psock = k.attach(local, { parser: P4 });
+      const errors = errorsOf(psock);
+      remote.write(frame('held'));
+      await waitFor(() => psock.stats().rxPaused, 5000, 'the psock to hold a message');
+      local.destroy(); // the transport dies under the psock
+      await waitFor(() => errors.length === 1, 5000, 'the psock error');
+      assert.equal(psock.stats().rxPaused, false, 'a failed psock holds nothing');
+      if (order !== 'unattach at once') {
+        k.setRecvDisable(false);
+        await turns();
+        assert.deepEqual(drain(k), [], 'no message is steered from a failed psock');
+      }
+      k.unattach(local);
+      const s = k.mux.stats();
+      assert.equal(s.rxMsgs, 1);
+      assert.equal(s.rxReadyDrops, 1, 'the parsed message is accounted for as dropped');
+      k.setRecvDisable(false);
+      await turns();
+      assert.deepEqual(drain(k), []);
+    } finally {
+      k.close();
+    }
+  });
+}
