@@ -321,3 +321,50 @@ for (const order of ['unattach at once', 're-enable, then unattach'] as const) {
     }
   });
 }
+
+test('[E-1b][S-4] a FIN behind messages held for a full socket: every complete message is still delivered, then EPIPE', {
+  todo: "the transport's 'end' (then 'close') fails the psock while it holds a message: the held and pending messages are lost",
+}, async () => {
+  const { local, remote } = await tcpPair();
+  const k = KcmSocket.create({ receiveBufferSize: 1 });
+  try {
+    const psock = k.attach(local, { parser: P4 });
+    const errors = errorsOf(psock);
+    remote.end(numberedRun(0, 5)); // K takes one, the psock holds the next, three wait behind it
+    await waitFor(() => psock.stats().rxPaused || errors.length > 0, 5000, 'the psock to hold a message');
+    await sleep(50);
+    assert.deepEqual(errors, [], 'no error while complete messages wait');
+    const got: number[] = [];
+    const signal = AbortSignal.timeout(10000);
+    while (got.length < 5) got.push(numberOf(await k.receive({ signal })));
+    assert.deepEqual(got, [0, 1, 2, 3, 4]);
+    await waitFor(() => errors.length === 1, 5000, 'the EPIPE after the last message');
+    assertKcmError(errors[0], 'EPIPE');
+    assert.equal(k.mux.stats().rxReadyDrops, 0);
+  } finally {
+    k.close();
+  }
+});
+
+test('[P-8] after a parser error the transport is paused; bytes that arrive later are readable after unattach', async () => {
+  const { local, remote } = await tcpPair();
+  const k = KcmSocket.create();
+  try {
+    const psock = k.attach(local, { parser: P4, maxMessageSize: 100 });
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(1000, 0);
+    remote.write(header);
+    assertKcmError(await psockError(psock), 'EMSGSIZE');
+    remote.write('tail bytes');
+    await sleep(30);
+    k.unattach(local);
+    assert.equal(local.destroyed, false);
+    const chunks: Buffer[] = [];
+    local.on('data', (c: Buffer) => chunks.push(c));
+    local.resume();
+    await waitFor(() => Buffer.concat(chunks).toString() === 'tail bytes', 5000, 'the later bytes');
+    assert.deepEqual(drain(k), []);
+  } finally {
+    k.close();
+  }
+});
