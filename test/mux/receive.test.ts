@@ -179,6 +179,20 @@ test('[R-4][R-5] dgram receiveInto truncates a longer message and discards its r
   }
 });
 
+test('[R-8] dgram receiveInto with an empty target discards the message as truncated', async () => {
+  const { local, remote } = await tcpPair();
+  const k = KcmSocket.create();
+  try {
+    k.attach(local, { parser: P4 });
+    remote.write(Buffer.concat([numbered(0), numbered(1)]));
+    assert.deepEqual(await k.receiveInto(Buffer.alloc(0), { signal: AbortSignal.timeout(5000) }), { bytes: 0, eor: true, truncated: true });
+    assert.equal(numberOf(await k.receive({ signal: AbortSignal.timeout(5000) })), 1);
+    assert.deepEqual(k.stats(), { rxMsgs: 2, rxBytes: 12, txMsgs: 0, txBytes: 0 });
+  } finally {
+    k.close();
+  }
+});
+
 test('[R-6][X-2][B-21] seqpacket receiveInto continues a longer message; eor only on its last piece', async () => {
   const { local, remote } = await tcpPair();
   const k = KcmSocket.create({ type: 'seqpacket' });

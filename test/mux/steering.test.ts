@@ -230,3 +230,28 @@ test('[S-6] one socket receives a psock\'s messages in stream order across many 
     k.close();
   }
 });
+
+test('[S-5 step 2][S-4] a socket that drains takes held messages from ready psocks in the order they paused', async () => {
+  const [t0, t1] = await tcpPairs(2);
+  const k = KcmSocket.create({ receiveBufferSize: 1 });
+  try {
+    const p0 = k.attach(t0!.local, { parser: P4 });
+    const p1 = k.attach(t1!.local, { parser: P4 });
+    t0!.remote.write(numbered(0));
+    await waitFor(() => queued(k) === 1, 5000, 'K to fill');
+    t1!.remote.write(numbered(10));
+    await waitFor(() => p1.stats().rxPaused, 5000, 'p1 to hold');
+    t0!.remote.write(numbered(1));
+    await waitFor(() => p0.stats().rxPaused, 5000, 'p0 to hold');
+    assert.deepEqual(k.mux.psocksReady, [p1, p0]);
+    assert.equal(numberOf(k.tryReceive()!), 0);
+    assert.equal(numberOf(k.tryReceive()!), 10, 'the psock that paused first is served first');
+    assert.equal(p1.stats().rxPaused, false);
+    assert.equal(numberOf(k.tryReceive()!), 1);
+    assert.equal(p0.stats().rxPaused, false);
+    assert.equal(k.tryReceive(), undefined);
+    assert.equal(k.mux.stats().rxReadyDrops, 0);
+  } finally {
+    k.close();
+  }
+});
