@@ -55,7 +55,7 @@ export interface MuxStats {
 type PsockCounters = Omit<PsockStats, 'index' | 'reservedBy' | 'txStopped' | 'rxStopped' | 'rxPaused' | 'txStalled' | 'rxPartialBytes' | 'txQueuedBytes'>;
 
 const counterNames = [
-  'rxMsgs', 'rxBytes', 'txMsgs', 'txBytes', 'reserved', 'unreserved', 'txAborts', 'rxMemFail', 'rxNeedMoreHdr',
+  'rxMsgs', 'rxBytes', 'txMsgs', 'txBytes', 'reserved', 'unreserved', 'txAborts', 'txUncertain', 'rxMemFail', 'rxNeedMoreHdr',
   'rxMsgTooBig', 'rxMsgTimeouts', 'rxBadHdrLen', 'rxAborted', 'rxInterrupted', 'rxUnrecovIntr',
 ] as const satisfies readonly (keyof PsockCounters)[];
 
@@ -558,6 +558,34 @@ export class Multiplexor extends EventEmitter {
   }
 
   /**
+   * @internal [E-1b] the transport ended cleanly. Messages parsed before the end are still
+   * delivered: while the psock holds one for a full socket, its receive side ends only once
+   * that message and the bytes behind it are through; its transmit side stops now.
+   */
+  psockEnded(p: Psock, err: KcmError): void {
+    if (p.errored !== undefined || !p.attached) return;
+    if (!p.ready) return this.psockFailed(p, err);
+    if (p.endedError !== undefined) return;
+    p.endedError = err;
+    this.enter();
+    try {
+      this.stopTx(p);
+    } finally {
+      this.leave();
+    }
+  }
+
+  /** Takes a psock out of transmit rotation for good; its in-flight message restarts elsewhere [X-16]. */
+  private stopTx(p: Psock): void {
+    if (p.txStopped) return;
+    p.txStopped = true;
+    p.txAborts++;
+    removeItem(this.psocksAvail, p);
+    const k = p.txKcm;
+    if (k !== undefined) this.releaseAborted(p, k);
+  }
+
+  /**
    * @internal [E-*, X-3] a psock fails: done both ways. Its partial message is dropped,
    * it leaves transmit rotation, and a message in flight on it restarts elsewhere at once
    * [X-16]. `'error'` is emitted once.
@@ -567,13 +595,7 @@ export class Multiplexor extends EventEmitter {
     p.errored = err;
     this.enter();
     try {
-      if (!p.txStopped) {
-        p.txStopped = true;
-        p.txAborts++;
-        removeItem(this.psocksAvail, p);
-        const k = p.txKcm;
-        if (k !== undefined) this.releaseAborted(p, k);
-      }
+      this.stopTx(p);
       this.failRx(p, err);
     } finally {
       this.leave();

@@ -29,6 +29,11 @@ export interface PsockStats {
   reserved: number;
   unreserved: number;
   txAborts: number;
+  /**
+   * Messages lost with a failed transport: written whole, but the write failed in a way
+   * that leaves unknown whether the peer got them, so they are not sent twice [E-5].
+   */
+  txUncertain: number;
   rxMemFail: number;
   rxNeedMoreHdr: number;
   rxMsgTooBig: number;
@@ -88,6 +93,7 @@ export class Psock extends EventEmitter implements StreamParserSink {
   /** @internal Written to in this tick: later small messages of the tick are staged. */ active = false;
   /** @internal */ attached = true;
   /** @internal */ errored: KcmError | undefined = undefined;
+  /** @internal The transport ended while messages waited to be steered: the error that follows them [E-1b]. */ endedError: KcmError | undefined = undefined;
 
   // Transmit counters [ST-2].
   /** @internal */ txMsgs = 0;
@@ -95,10 +101,13 @@ export class Psock extends EventEmitter implements StreamParserSink {
   /** @internal */ reserved = 0;
   /** @internal */ unreserved = 0;
   /** @internal */ txAborts = 0;
+  /** @internal Messages in a failed write that may have reached the peer, so not retried. */ txUncertain = 0;
 
   /**
-   * Messages handed to the transport whose write has not completed yet, with the attempt
-   * they were written in, and for each write call the number of entries it covers.
+   * Messages handed to the transport whose write has not completed yet. For each entry:
+   * the attempt it was written in, times two, plus one when the write held the message's
+   * last byte. For each write call: the number of entries it covers, negative when the
+   * write may share a system call with earlier writes (it was queued behind them).
    */
   private readonly inflight = new Fifo<TxMessage>();
   private readonly inflightAttempts = new Fifo<number>();
@@ -136,6 +145,7 @@ export class Psock extends EventEmitter implements StreamParserSink {
       reserved: this.reserved,
       unreserved: this.unreserved,
       txAborts: this.txAborts,
+      txUncertain: this.txUncertain,
       rxMemFail: p.rxMemFail,
       rxNeedMoreHdr: p.rxNeedMoreHdr,
       rxMsgTooBig: p.rxMsgTooBig,
@@ -233,7 +243,9 @@ export class Psock extends EventEmitter implements StreamParserSink {
     } finally {
       mux.leave();
     }
-    if (this.attached && !this.ready && this.errored === undefined) this.transport.resume();
+    if (!this.attached || this.ready || this.errored !== undefined) return;
+    if (this.endedError !== undefined) this.mux.psockFailed(this, this.endedError);
+    else this.transport.resume();
   }
 
   /**
@@ -268,10 +280,10 @@ export class Psock extends EventEmitter implements StreamParserSink {
       }
       msg.written += piece.length;
       this.txBytes += piece.length;
-      this.inflight.push(msg);
-      this.inflightAttempts.push(msg.attempt);
-      this.inflightCounts.push(1);
       if (msg.part === parts.length) msg.handed = true;
+      this.inflight.push(msg);
+      this.inflightAttempts.push(msg.attempt * 2 + (msg.handed ? 1 : 0));
+      this.inflightCounts.push(t.writableLength === 0 ? 1 : -1);
       if (!t.write(piece, this.onWritten)) {
         this.stalled = true;
         return msg.handed;
@@ -298,7 +310,7 @@ export class Psock extends EventEmitter implements StreamParserSink {
     msg.handed = true;
     this.txBytes += len;
     this.inflight.push(msg);
-    this.inflightAttempts.push(msg.attempt);
+    this.inflightAttempts.push(msg.attempt * 2 + 1);
   }
 
   /** @internal Writes the stage; false when the transport asks to wait for 'drain'. */
@@ -309,7 +321,7 @@ export class Psock extends EventEmitter implements StreamParserSink {
     // The written bytes stay untouched; the rest of the buffer serves the next stage.
     this.stage = stage.length - n >= STAGE_MESSAGE_MAX ? stage.subarray(n) : undefined;
     this.stageLen = 0;
-    this.inflightCounts.push(this.stageMsgs);
+    this.inflightCounts.push(this.transport.writableLength === 0 ? this.stageMsgs : -this.stageMsgs);
     this.stageMsgs = 0;
     if (this.transport.write(stage.subarray(0, n), this.onWritten)) return true;
     this.stalled = true;
@@ -322,14 +334,26 @@ export class Psock extends EventEmitter implements StreamParserSink {
     if (this.attached) this.flushStage();
   }
 
-  /** @internal A write completed: a message whose write failed restarts elsewhere [T-16]. */
+  /**
+   * @internal A write completed. A message whose write failed restarts elsewhere [T-16]
+   * when it surely did not reach the peer whole: its last byte was in a write that never
+   * left the process (the transport was destroyed first), or was the last byte of a
+   * failed system call of its own (a failed call leaves its end unwritten). Any other
+   * message of a failed write may have reached the peer, and is not sent twice: like a
+   * message TCP had accepted in Linux, it is lost with its transport [E-5].
+   */
   written(err: Error | null | undefined): void {
-    const n = this.inflightCounts.shift() ?? 0;
+    const count = this.inflightCounts.shift() ?? 0;
+    const n = count < 0 ? -count : count;
     const failed = err !== null && err !== undefined && this.attached;
+    const code = failed ? (err as NodeJS.ErrnoException).code : undefined;
+    const unsent = code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_WRITE_AFTER_END';
     for (let i = 0; i < n; i++) {
       const msg = this.inflight.shift()!;
-      const attempt = this.inflightAttempts.shift();
-      if (failed && msg.attempt === attempt && msg.handed) this.mux.retryLater(msg);
+      const tag = this.inflightAttempts.shift()!;
+      if (!failed || (tag & 1) === 0 || tag >> 1 !== msg.attempt || !msg.handed) continue;
+      if (unsent || (count > 0 && i === n - 1)) this.mux.retryLater(msg);
+      else this.txUncertain++;
     }
   }
 }
@@ -355,12 +379,15 @@ function transportOnConnect(this: Transport): void {
 
 function transportOnEnd(this: Transport): void {
   const psock = this[kPsock];
-  if (psock !== undefined) psock.mux.psockFailed(psock, new KcmError('EPIPE', `psock-${psock.index}: transport ended by the peer`));
+  if (psock !== undefined) psock.mux.psockEnded(psock, new KcmError('EPIPE', `psock-${psock.index}: transport ended by the peer`));
 }
 
-function transportOnClose(this: Transport): void {
+function transportOnClose(this: Transport, hadError: boolean): void {
   const psock = this[kPsock];
-  if (psock !== undefined) psock.mux.psockFailed(psock, new KcmError('EPIPE', `psock-${psock.index}: transport closed`));
+  if (psock === undefined) return;
+  // A close that follows a clean end waits for the messages parsed before it [E-1b].
+  if (psock.endedError !== undefined && !hadError) return;
+  psock.mux.psockFailed(psock, new KcmError('EPIPE', `psock-${psock.index}: transport closed`));
 }
 
 function transportOnError(this: Transport, err: Error): void {
