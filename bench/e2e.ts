@@ -18,7 +18,7 @@ import { loadZeromq } from './contenders/zeromq.js';
 import { formatCount, formatSize, formatTable, median } from './lib/format.js';
 
 export const benchUsage =
-  'usage: kcm bench [--quick] [--json] [--sizes 16,256,4k,64k] [--connections 1,4] [--contenders kcm,net,raw,zeromq] [--rounds N] [--measure-ms MS] [--warmup-ms MS] [--ping-count N] [--no-ping] [--kcm-receive message|many] [--kcm-send many|send] [--profile DIR]';
+  'usage: kcm bench [--quick] [--json] [--sizes 16,256,4k,64k] [--connections 1,4] [--contenders kcm,kcm-bpf,net,raw,zeromq] [--rounds N] [--measure-ms MS] [--warmup-ms MS] [--ping-count N] [--no-ping] [--kcm-receive message|many] [--kcm-send many|send] [--profile DIR]';
 
 const help = `${benchUsage}
 
@@ -30,7 +30,8 @@ options:
   --json              print the results as JSON only
   --sizes LIST        payload sizes (default 16,256,4k,64k)
   --connections LIST  TCP connections per case (default 1,4)
-  --contenders LIST   any of kcm,net,raw,zeromq (default all; zeromq is skipped when it
+  --contenders LIST   any of kcm,kcm-bpf,net,raw,zeromq (default all but kcm-bpf, the
+                      Thrift framing as a compiled eBPF object; zeromq is skipped when it
                       cannot be loaded)
   --rounds N          rounds of every case (default 3)
   --measure-ms MS     measured time per case and round (default 600)
@@ -57,7 +58,9 @@ const spec: Record<string, OptionSpec> = {
   profile: { type: 'string' },
 };
 
-const ALL = ['kcm', 'net', 'raw', 'zeromq'] as const;
+const ALL = ['kcm', 'kcm-bpf', 'net', 'raw', 'zeromq'] as const;
+/** kcm-bpf (the same framing as an eBPF object) runs only when asked for. */
+const DEFAULT = ['kcm', 'net', 'raw', 'zeromq'] as const;
 const PING_SIZE = 64;
 /** Longest wait for a peer's answer before the case counts as failed. */
 const COMMAND_TIMEOUT_MS = 30_000;
@@ -127,7 +130,7 @@ export async function benchCommand(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const quick = v.quick === true;
-  const contenders = ((v.contenders as string | undefined) ?? ALL.join(',')).split(',').filter((s) => s !== '');
+  const contenders = ((v.contenders as string | undefined) ?? DEFAULT.join(',')).split(',').filter((s) => s !== '');
   for (const c of contenders) if (!(ALL as readonly string[]).includes(c)) throw new UsageError(`--contenders: unknown contender '${c}' (use ${ALL.join(', ')})`);
   const o: BenchOptions = {
     sizes: (v.sizes as number[] | undefined) ?? [16, 256, 4096, 65536],
@@ -235,6 +238,13 @@ function goals(throughput: ThroughputResult[], latency: LatencyResult[]): Goal[]
   const find = (c: string, size: number, n: number): ThroughputResult | undefined =>
     throughput.find((r) => r.contender === c && r.size === size && r.connections === n && r.rounds.length > 0);
   for (const r of throughput) {
+    if (r.contender === 'kcm-bpf' && r.rounds.length > 0) {
+      const kcm = find('kcm', r.size, r.connections);
+      if (kcm !== undefined) {
+        const ratio = r.msgsPerSec.median / kcm.msgsPerSec.median;
+        out.push({ what: `${formatSize(r.size)} x${r.connections} kcm-bpf/kcm msgs/s`, ratio, target: '>= 0.95x', met: ratio >= 0.95 });
+      }
+    }
     if (r.contender !== 'kcm' || r.rounds.length === 0) continue;
     const net = find('net', r.size, r.connections);
     const zmq = find('zeromq', r.size, r.connections);
@@ -395,10 +405,10 @@ class PeerPair {
 
   /** Messages per second delivered to the receiving application in one measured run. */
   async throughput(contender: string, size: number, connections: number, o: BenchOptions): Promise<number> {
-    const mode = contender === 'kcm' ? o.kcmReceive : '';
+    const mode = contender.startsWith('kcm') ? o.kcmReceive : '';
     const { address } = await this.receiver.request({ cmd: 'receive', contender, size, connections, mode });
     try {
-      await this.sender.request({ cmd: 'send', contender, size, connections, address, mode: contender === 'kcm' ? o.kcmSend : '' });
+      await this.sender.request({ cmd: 'send', contender, size, connections, address, mode: contender.startsWith('kcm') ? o.kcmSend : '' });
       const m = await this.receiver.request({ cmd: 'measure', warmupMs: o.warmupMs, measureMs: o.measureMs });
       const seconds = m.seconds as number;
       const messages = m.bytesOnly === true ? (m.bytes as number) / (size + 4) : (m.messages as number);

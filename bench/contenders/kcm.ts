@@ -5,18 +5,28 @@
  * socket per connection, each sending the same frame (send does not copy) with `sendMany`
  * bursts (mode `many`) or `trySend`/`send` one message at a time (mode `send`).
  */
-import { KcmSocket, lengthField } from '../../src/index.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KcmSocket, lengthField, loadBpf, type Parser } from '../../src/index.js';
 import { closeServer, connect, ignore, listen, makeFrame, microsSince, YIELD_BYTES, yieldToLoop, type Contender, type Endpoint, type PingOptions, type ReceiveOptions, type Running, type SendOptions, type Tally } from './contender.js';
 
-const parser = lengthField({ size: 4, adjust: 4 });
+/** The Thrift framing parser built from C by clang, as committed with the tests. */
+const thriftObject = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'bpf', 'thrift.o');
 
-export const kcmContender: Contender = {
-  name: 'kcm',
+/**
+ * kcm with the given parser: `kcm` frames with `lengthField({ size: 4, adjust: 4 })`,
+ * `kcm-bpf` with the same framing as a compiled eBPF object (`test/fixtures/bpf/thrift.o`).
+ */
+function kcmWith(name: string, makeParser: () => Parser): Contender {
+  let cached: Parser | undefined;
+  const parserOf = (): Parser => (cached ??= makeParser());
+  return {
+  name,
 
   async receive(o: ReceiveOptions, tally: Tally): Promise<Endpoint> {
     const sock = KcmSocket.create();
     sock.mux.on('psockerror', ignore);
-    const s = await listen((socket) => sock.attach(socket, { parser }));
+    const s = await listen((socket) => sock.attach(socket, { parser: parserOf() }));
     if (o.mode === 'many') {
       void (async () => {
         for (;;) {
@@ -42,7 +52,7 @@ export const kcmContender: Contender = {
     first.mux.on('psockerror', ignore);
     const socks = [first];
     for (let i = 1; i < o.connections; i++) socks.push(first.clone());
-    for (const t of transports) first.attach(t, { parser });
+    for (const t of transports) first.attach(t, { parser: parserOf() });
     const frame = makeFrame(o.size);
     const burst = Math.max(1, Math.min(256, Math.floor(65536 / frame.length)));
     const batch = new Array<Buffer>(burst).fill(frame);
@@ -83,7 +93,7 @@ export const kcmContender: Contender = {
   async echo(): Promise<Endpoint> {
     const sock = KcmSocket.create();
     sock.mux.on('psockerror', ignore);
-    const s = await listen((socket) => sock.attach(socket, { parser }));
+    const s = await listen((socket) => sock.attach(socket, { parser: parserOf() }));
     sock.on('message', (m: Buffer) => {
       sock.send(m).catch(ignore);
     });
@@ -100,7 +110,7 @@ export const kcmContender: Contender = {
     const [transport] = await connect(o.address, 1);
     const sock = KcmSocket.create();
     sock.mux.on('psockerror', ignore);
-    sock.attach(transport!, { parser });
+    sock.attach(transport!, { parser: parserOf() });
     const frame = makeFrame(o.size);
     const rtts: number[] = [];
     for (let i = 0; i < o.warmup + o.count; i++) {
@@ -115,3 +125,7 @@ export const kcmContender: Contender = {
     return rtts;
   },
 };
+}
+
+export const kcmContender: Contender = kcmWith('kcm', () => lengthField({ size: 4, adjust: 4 }));
+export const kcmBpfContender: Contender = kcmWith('kcm-bpf', () => loadBpf(thriftObject));
