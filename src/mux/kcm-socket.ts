@@ -655,6 +655,21 @@ export class KcmSocket extends EventEmitter {
   }
 
   private dequeue(): Buffer {
+    const message = this.takeHead();
+    if (this.rmem === 0) this.drained();
+    return message;
+  }
+
+  private dequeueMany(max: number): Buffer[] {
+    const n = Math.min(max, this.rxQueue.length);
+    const out: Buffer[] = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.takeHead();
+    if (this.rmem === 0) this.drained();
+    return out;
+  }
+
+  /** Takes the head message (the rest of it, after a partial read) and counts it [ST-1]. */
+  private takeHead(): Buffer {
     let message = this.rxQueue.shift()!;
     this.rmem -= message.length;
     if (this.rxOffset > 0) {
@@ -663,26 +678,7 @@ export class KcmSocket extends EventEmitter {
     }
     this.rxMsgs++;
     this.rxBytes += message.length;
-    if (this.rmem === 0) this.drained();
     return message;
-  }
-
-  private dequeueMany(max: number): Buffer[] {
-    const n = Math.min(max, this.rxQueue.length);
-    const out: Buffer[] = new Array(n);
-    for (let i = 0; i < n; i++) {
-      let message = this.rxQueue.shift()!;
-      this.rmem -= message.length;
-      if (this.rxOffset > 0) {
-        message = message.subarray(this.rxOffset);
-        this.rxOffset = 0;
-      }
-      this.rxMsgs++;
-      this.rxBytes += message.length;
-      out[i] = message;
-    }
-    if (this.rmem === 0) this.drained();
-    return out;
   }
 
   private readInto(target: Uint8Array): ReceiveIntoResult {

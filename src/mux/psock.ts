@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { KcmError } from '../errors.js';
-import { StreamParser, type StreamParserSink } from '../parsers/stream-parser.js';
+import { StreamParser, type StreamParserSink, type StreamParserStats } from '../parsers/stream-parser.js';
 import type { Parser } from '../parsers/parser.js';
 import { Fifo } from './fifo.js';
 import type { KcmSocket } from './kcm-socket.js';
@@ -18,12 +18,10 @@ export const kPsock: unique symbol = Symbol('kcm.psock');
 
 type Transport = net.Socket & { [kPsock]?: Psock };
 
-/** Counters of one psock [ST-2], exact at the time of the call. */
-export interface PsockStats {
+/** Counters of one psock [ST-2], exact at the time of the call: its parser's and its own. */
+export interface PsockStats extends StreamParserStats {
   /** The psock's index in its multiplexor [O-2]. */
   index: number;
-  rxMsgs: number;
-  rxBytes: number;
   txMsgs: number;
   txBytes: number;
   reserved: number;
@@ -34,14 +32,6 @@ export interface PsockStats {
    * that leaves unknown whether the peer got them, so they are not sent twice [E-5].
    */
   txUncertain: number;
-  rxMemFail: number;
-  rxNeedMoreHdr: number;
-  rxMsgTooBig: number;
-  rxMsgTimeouts: number;
-  rxBadHdrLen: number;
-  rxAborted: number;
-  rxInterrupted: number;
-  rxUnrecovIntr: number;
   /** Index of the KCM socket holding it for transmit, or -1. */
   reservedBy: number;
   /** Taken out of transmit rotation for good [T-16]. */
