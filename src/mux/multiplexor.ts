@@ -198,9 +198,10 @@ export class Multiplexor extends EventEmitter {
   /** Deliveries and events: user code runs here, outside every state change. */
   private flush(): void {
     this.flushing = true;
+    let k: KcmSocket | undefined;
     try {
       for (;;) {
-        const k = this.touched.shift();
+        k = this.touched.shift();
         if (k !== undefined) {
           k.rxTouched = false;
           k.rxFlush();
@@ -217,7 +218,9 @@ export class Multiplexor extends EventEmitter {
         break;
       }
     } catch (err) {
-      // A listener threw: the state is consistent; deliver the rest on the next tick.
+      // A listener threw: the state is consistent; deliver the rest on the next tick,
+      // the rest of the thrower's queue included (else a full socket never drains).
+      if (k !== undefined && k.rxQueue.length > 0) this.touch(k);
       if (this.touched.length > 0 || this.pendingErrors.length > 0) process.nextTick(muxOnFlush, this);
       throw err;
     } finally {
