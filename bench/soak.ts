@@ -58,6 +58,8 @@ const MiB = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
 /** One TCP connection seen from one side; `failed` once its socket closed. */
 interface Conn { id: number; side: 'client' | 'server'; socket: net.Socket; failed: boolean }
 const conns = new Map<number, Conn>();
+/** Ids of the connections that failed (a few bytes each, kept for the loss accounting). */
+const failedConns = new Set<number>();
 let nextConn = 0;
 /** For each sent message not yet delivered: the connection its last write went to (-1: none yet). */
 const outstanding = new Map<number, number>();
@@ -95,8 +97,8 @@ function tag(socket: net.Socket, side: 'client' | 'server'): net.Socket {
   } as typeof socket.emit;
   socket.on('close', () => {
     c.failed = true;
-    // Kept a while for the loss accounting, then forgotten.
-    setTimeout(() => conns.delete(c.id), 60000).unref();
+    failedConns.add(c.id);
+    conns.delete(c.id);
   });
   socket.on('error', () => {});
   return socket;
@@ -303,7 +305,7 @@ async function main(): Promise<void> {
   await Promise.race([Promise.all(senders), sleep(10000)]);
   const unexplained = (): number[] => {
     const out: number[] = [];
-    for (const [k, conn] of outstanding) if (!(conns.get(conn)?.failed ?? false)) out.push(k);
+    for (const [k, conn] of outstanding) if (!failedConns.has(conn)) out.push(k);
     return out;
   };
   const quiesceEnd = Date.now() + 20000;
