@@ -3,6 +3,9 @@
  * from either end is O(1), nothing is copied while it neither grows nor shrinks, and no
  * per-item node is allocated.
  */
+/** An empty queue keeps up to this many slots (minus one) rather than regrow them each burst. */
+const MAX_IDLE_MASK = 16383;
+
 export class Fifo<T> {
   private items: (T | undefined)[] = new Array(16);
   private mask = 15;
@@ -41,7 +44,7 @@ export class Fifo<T> {
     const item = this.items[this.head];
     this.items[this.head] = undefined;
     this.head = (this.head + 1) & this.mask;
-    if (--this.size === 0 && this.mask > 1023) this.reset();
+    if (--this.size === 0 && this.mask > MAX_IDLE_MASK) this.reset();
     return item;
   }
 
@@ -62,7 +65,7 @@ export class Fifo<T> {
     }
     this.head = 0;
     this.size = 0;
-    if (this.mask > 1023) this.reset();
+    if (this.mask > MAX_IDLE_MASK) this.reset();
     return out;
   }
 
