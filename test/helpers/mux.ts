@@ -121,3 +121,15 @@ export async function closedPort(): Promise<number> {
 export async function turns(n = 5): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
 }
+
+/** Messages queued for reading on a socket (its Recv-Q). */
+export function queued(k: KcmSocket): number {
+  return k.mux.stats().sockets.find((s) => s.index === k.index)!.rxQueued;
+}
+
+/** Takes every queued message of a socket and returns their numbers, checking each. */
+export function drainNumbers(k: KcmSocket): number[] {
+  const out: number[] = [];
+  for (let m = k.tryReceive(); m !== undefined && out.length < 100000; m = k.tryReceive()) out.push(numberOf(m));
+  return out;
+}

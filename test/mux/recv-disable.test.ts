@@ -2,19 +2,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { KcmSocket } from '../../src/mux/kcm-socket.js';
 import { P4, FrameReader, closeAll, frame, sleep, tcpPair, waitFor } from '../helpers/loopback.js';
-import { numbered, numberOf, numberedRun } from '../helpers/mux.js';
+import { numbered, numberOf, numberedRun, queued, drainNumbers } from '../helpers/mux.js';
 
 after(closeAll);
-
-function queued(k: KcmSocket): number {
-  return k.mux.stats().sockets.find((s) => s.index === k.index)!.rxQueued;
-}
-
-function drain(k: KcmSocket): number[] {
-  const out: number[] = [];
-  for (let m = k.tryReceive(); m !== undefined && out.length < 100000; m = k.tryReceive()) out.push(numberOf(m));
-  return out;
-}
 
 test('[D-3][D-4] disabling moves the queued messages to another socket; the disabled one takes no new ones', async () => {
   const { local, remote } = await tcpPair();
@@ -26,12 +16,12 @@ test('[D-3][D-4] disabling moves the queued messages to another socket; the disa
     await waitFor(() => queued(k0) === 3, 5000, 'K0 to hold 3');
     k0.setRecvDisable(true);
     assert.equal(k0.tryReceive(), undefined);
-    assert.deepEqual(drain(k1), [0, 1, 2]);
+    assert.deepEqual(drainNumbers(k1), [0, 1, 2]);
     // New bursts skip K0 while disabled.
     for (let n = 3; n < 6; n++) {
       remote.write(numbered(n));
       await waitFor(() => queued(k1) === 1, 5000, `message ${n} at K1`);
-      assert.deepEqual(drain(k1), [n]);
+      assert.deepEqual(drainNumbers(k1), [n]);
     }
     assert.equal(queued(k0), 0);
     // [D-4] sending is unaffected.
@@ -61,9 +51,9 @@ test('[D-3] a full sibling is skipped when moving: what no socket can take goes 
     await waitFor(() => queued(k1) === 1, 5000, 'K1 to fill');
     k0.setRecvDisable(true); // K1 is full: message 0 goes to the hold queue
     assert.equal(k0.mux.stats().rxHoldQueued, 1);
-    got.push(...drain(k1)); // K1 drains, becomes ready, takes message 0 from the hold queue
+    got.push(...drainNumbers(k1)); // K1 drains, becomes ready, takes message 0 from the hold queue
     assert.equal(k0.mux.stats().rxHoldQueued, 0);
-    got.push(...drain(k1));
+    got.push(...drainNumbers(k1));
     assert.deepEqual(got, [1, 0]);
   } finally {
     k1.close();
@@ -89,7 +79,7 @@ test('[D-5][D-6] the only socket disabled: its messages wait in the hold queue; 
     assert.match(k.mux.toString(), /^kcm-0 .*RxDisabled/m);
     k.setRecvDisable(false);
     // [S-6] hold-queue messages come before the ready psock's.
-    assert.deepEqual(drain(k), [0, 1, 2]);
+    assert.deepEqual(drainNumbers(k), [0, 1, 2]);
     await waitFor(() => !psock.stats().rxPaused, 5000, 'the psock to resume');
     remote.write(numbered(3));
     assert.equal(numberOf(await k.receive({ signal: AbortSignal.timeout(5000) })), 3);
@@ -134,7 +124,7 @@ test('[D-3] seqpacket: a partly read message is not moved by disabling; its read
     const head = Buffer.alloc(10);
     assert.deepEqual(await k0.receiveInto(head), { bytes: 10, eor: false, truncated: false });
     k0.setRecvDisable(true);
-    assert.deepEqual(drain(k1), [1], 'the unread message moved');
+    assert.deepEqual(drainNumbers(k1), [1], 'the unread message moved');
     const rest = Buffer.alloc(200);
     const r = await k0.receiveInto(rest);
     assert.deepEqual(r, { bytes: 90, eor: true, truncated: false });

@@ -2,19 +2,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { KcmSocket } from '../../src/mux/kcm-socket.js';
 import { P4, closeAll, sleep, tcpPair, tcpPairs, waitFor } from '../helpers/loopback.js';
-import { collect, numbered, numberOf, numberedRun } from '../helpers/mux.js';
+import { collect, numbered, numberOf, numberedRun, queued, drainNumbers } from '../helpers/mux.js';
 
 after(closeAll);
-
-function queued(k: KcmSocket): number {
-  return k.mux.stats().sockets.find((s) => s.index === k.index)!.rxQueued;
-}
-
-function drain(k: KcmSocket): number[] {
-  const out: number[] = [];
-  for (let m = k.tryReceive(); m !== undefined && out.length < 100000; m = k.tryReceive()) out.push(numberOf(m));
-  return out;
-}
 
 test('[S-2][S-1] burst affinity: one write of 5 frames goes to one socket, the next write to the other', async () => {
   const { local, remote } = await tcpPair();
@@ -26,8 +16,8 @@ test('[S-2][S-1] burst affinity: one write of 5 frames goes to one socket, the n
     await waitFor(() => queued(k0) + queued(k1) === 5, 5000, 'the first burst');
     remote.write(numberedRun(5, 5));
     await waitFor(() => queued(k0) + queued(k1) === 10, 5000, 'the second burst');
-    const a = drain(k0);
-    const b = drain(k1);
+    const a = drainNumbers(k0);
+    const b = drainNumbers(k1);
     assert.deepEqual(a, [0, 1, 2, 3, 4], 'the first burst went whole to the head waiter');
     assert.deepEqual(b, [5, 6, 7, 8, 9], 'the next burst went whole to the other socket');
   } finally {
@@ -68,7 +58,7 @@ test('[S-2] a socket is bound to one psock at a time: simultaneous bursts of two
       t0!.remote.write(numberedRun(100 * round, 4));
       t1!.remote.write(numberedRun(100 * round + 50, 4));
       await waitFor(() => queued(k0) + queued(k1) === 8, 5000, `round ${round}`);
-      const all = [drain(k0), drain(k1)];
+      const all = [drainNumbers(k0), drainNumbers(k1)];
       const runs = all.flatMap((msgs) => {
         const groups: number[][] = [];
         for (let i = 0; i < msgs.length; i += 4) groups.push(msgs.slice(i, i + 4));
@@ -96,8 +86,8 @@ test('[S-1 step 4][S-3] a full socket is skipped: the next burst goes to the nex
     remote.write(numbered(1));
     await waitFor(() => queued(k1) === 1, 5000, 'the next message at K1');
     assert.equal(queued(k0), 1);
-    assert.deepEqual(drain(k0), [0]);
-    assert.deepEqual(drain(k1), [1]);
+    assert.deepEqual(drainNumbers(k0), [0]);
+    assert.deepEqual(drainNumbers(k1), [1]);
   } finally {
     k1.close();
     k0.close();
@@ -143,7 +133,7 @@ test('[S-4][S-5][S-6] all sockets full: the psock holds one message and pauses; 
     assert.equal(numberOf(k1.tryReceive()!), 4);
     assert.equal(k1.tryReceive(), undefined);
     // K0 was never drained, so it never rejoined and took nothing more.
-    assert.deepEqual(drain(k0), [0]);
+    assert.deepEqual(drainNumbers(k0), [0]);
     assert.equal(psock.stats().rxMsgs, 5);
     await waitFor(() => !psock.stats().rxPaused, 5000, 'the psock to resume');
   } finally {
