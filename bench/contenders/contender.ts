@@ -133,3 +133,34 @@ export function drained(s: net.Socket): Promise<void> {
     s.on('close', done);
   });
 }
+
+/**
+ * Writes `chunk` over and over on the sockets in turn, waiting for 'drain' where a socket
+ * asks to, until stopped (the plain senders of the net and raw contenders).
+ */
+export function writeRoundRobin(sockets: net.Socket[], chunk: Buffer): Running {
+  let running = true;
+  const loop = async (): Promise<void> => {
+    const n = sockets.length;
+    let i = 0;
+    let queued = 0;
+    while (running) {
+      const s = sockets[i]!;
+      i = i + 1 === n ? 0 : i + 1;
+      queued += chunk.length;
+      if (queued >= YIELD_BYTES) {
+        queued = 0;
+        await yieldToLoop();
+      }
+      if (!s.write(chunk)) await drained(s);
+    }
+  };
+  const done = loop().catch(() => undefined);
+  return {
+    async stop() {
+      running = false;
+      for (const s of sockets) s.destroy();
+      void done;
+    },
+  };
+}

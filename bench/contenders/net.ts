@@ -5,7 +5,7 @@
  * {@link NetFramer}.
  */
 import { NetFramer } from './net-framer.js';
-import { closeServer, connect, drained, listen, makeFrame, microsSince, type Contender, type Endpoint, type PingOptions, type ReceiveOptions, type Running, type SendOptions, type Tally, YIELD_BYTES, yieldToLoop } from './contender.js';
+import { closeServer, connect, listen, makeFrame, microsSince, type Contender, type Endpoint, type PingOptions, type ReceiveOptions, type Running, type SendOptions, type Tally, writeRoundRobin } from './contender.js';
 
 export const netContender: Contender = {
   name: 'net',
@@ -23,30 +23,7 @@ export const netContender: Contender = {
   async send(o: SendOptions): Promise<Running> {
     const sockets = await connect(o.address, o.connections);
     const frame = makeFrame(o.size);
-    let running = true;
-    const loop = async (): Promise<void> => {
-      const n = sockets.length;
-      let i = 0;
-      let queued = 0;
-      while (running) {
-        const s = sockets[i]!;
-        i = i + 1 === n ? 0 : i + 1;
-        queued += frame.length;
-        if (queued >= YIELD_BYTES) {
-          queued = 0;
-          await yieldToLoop();
-        }
-        if (!s.write(frame)) await drained(s);
-      }
-    };
-    const done = loop().catch(() => undefined);
-    return {
-      async stop() {
-        running = false;
-        for (const s of sockets) s.destroy();
-        void done;
-      },
-    };
+    return writeRoundRobin(sockets, frame);
   },
 
   async echo(): Promise<Endpoint> {

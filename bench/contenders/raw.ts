@@ -3,7 +3,7 @@
  * receiver only counts bytes, so this measures what loopback TCP and Node's stream layer
  * carry with no per-message work at all.
  */
-import { closeServer, connect, drained, listen, makeFrame, type Contender, type Endpoint, type ReceiveOptions, type Running, type SendOptions, type Tally, YIELD_BYTES, yieldToLoop } from './contender.js';
+import { closeServer, connect, listen, makeFrame, type Contender, type Endpoint, type ReceiveOptions, type Running, type SendOptions, type Tally, writeRoundRobin } from './contender.js';
 
 export const rawContender: Contender = {
   name: 'raw',
@@ -24,30 +24,7 @@ export const rawContender: Contender = {
     const frame = makeFrame(o.size);
     const count = Math.max(1, Math.floor(65536 / frame.length));
     const block = Buffer.concat(new Array<Buffer>(count).fill(frame));
-    let running = true;
-    const loop = async (): Promise<void> => {
-      const n = sockets.length;
-      let i = 0;
-      let queued = 0;
-      while (running) {
-        const s = sockets[i]!;
-        i = i + 1 === n ? 0 : i + 1;
-        queued += block.length;
-        if (queued >= YIELD_BYTES) {
-          queued = 0;
-          await yieldToLoop();
-        }
-        if (!s.write(block)) await drained(s);
-      }
-    };
-    const done = loop().catch(() => undefined);
-    return {
-      async stop() {
-        running = false;
-        for (const s of sockets) s.destroy();
-        void done;
-      },
-    };
+    return writeRoundRobin(sockets, block);
   },
 
   echo(): Promise<Endpoint> {
