@@ -244,8 +244,8 @@ export class Psock extends EventEmitter implements StreamParserSink {
    *
    * The first message of a tick is written at once (latency); later small ones are copied
    * into a stage written once at the end of the tick, so a burst of small messages costs
-   * one write call and one system call. Large messages go in pieces of at most
-   * {@link WRITE_PIECE} bytes, so that a stall can fall mid-message.
+   * one write call and one system call. Large messages go in pieces of {@link WRITE_PIECE}
+   * bytes (the last one up to twice that), so that a stall can fall mid-message.
    */
   writeMessage(msg: TxMessage): boolean {
     if (!this.active) {
@@ -262,7 +262,10 @@ export class Psock extends EventEmitter implements StreamParserSink {
     while (msg.part < parts.length) {
       const part = parts[msg.part]!;
       let piece = part;
-      if (msg.offset > 0 || part.length > WRITE_PIECE) piece = part.subarray(msg.offset, msg.offset + WRITE_PIECE);
+      // Pieces of 64 KiB; a rest of up to 128 KiB goes whole, so no tiny tail write follows.
+      const rest = part.length - msg.offset;
+      if (rest > 2 * WRITE_PIECE) piece = part.subarray(msg.offset, msg.offset + WRITE_PIECE);
+      else if (msg.offset > 0) piece = part.subarray(msg.offset);
       msg.offset += piece.length;
       if (msg.offset === part.length) {
         msg.part++;

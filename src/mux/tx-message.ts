@@ -1,6 +1,9 @@
 import type { KcmSocket } from './kcm-socket.js';
 
-/** Largest piece of a message handed to `transport.write()` at once, so a stall can fall mid-message [T-12]. */
+/**
+ * The piece of a large message handed to `transport.write()` at once, so a stall can fall
+ * mid-message [T-12]; the last piece of a part may be up to twice as long.
+ */
 export const WRITE_PIECE = 64 * 1024;
 
 /**
