@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
-import { KcmError, checkInteger, invalidArgType, invalidArgValue } from '../errors.js';
+import { KcmError, checkInteger, invalidArgType } from '../errors.js';
 import { Fifo } from './fifo.js';
 import { Multiplexor, type KcmSocketMuxStats } from './multiplexor.js';
 import { Psock, kPsock, type AttachOptions } from './psock.js';
@@ -856,4 +856,3 @@ function checkOptions<T>(options: T): T {
   return options;
 }
 
-void invalidArgValue;

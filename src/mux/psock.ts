@@ -109,7 +109,6 @@ export class Psock extends EventEmitter implements StreamParserSink {
   /** @internal Bound once per psock: the write callback. */ readonly onWritten: (err?: Error | null) => void;
   private savedData: ((...args: unknown[]) => void)[] = [];
   private savedReadable: ((...args: unknown[]) => void)[] = [];
-  private readonly wasFlowing: boolean | null;
 
   /** @internal Use {@link KcmSocket.attach}. */
   constructor(mux: Multiplexor, index: number, transport: net.Socket, options: Required<Pick<AttachOptions, 'parser' | 'maxMessageSize'>> & { assemblyTimeout: number }) {
@@ -120,7 +119,6 @@ export class Psock extends EventEmitter implements StreamParserSink {
     this.connecting = transport.connecting;
     this.parser = new StreamParser(options, this);
     this.onWritten = psockOnWritten.bind(undefined, this);
-    this.wasFlowing = transport.readableFlowing;
   }
 
   /** Counters of this psock [ST-2]. */
@@ -196,7 +194,6 @@ export class Psock extends EventEmitter implements StreamParserSink {
     for (const l of this.savedData) t.on('data', l);
     this.savedData = [];
     this.savedReadable = [];
-    void this.wasFlowing;
   }
 
   /** @internal [StreamParserSink] a whole message: steer it [S-1]. */
