@@ -185,8 +185,10 @@ export class Psock extends EventEmitter implements StreamParserSink {
     t.removeListener('close', transportOnClose);
     t.removeListener('error', transportOnError);
     t.removeListener('connect', transportOnConnect);
-    // Staged messages were handed over: they belong to the transport [U-2].
-    if (!t.destroyed) this.flushStage();
+    // Staged messages go to the transport, which keeps them [U-2]; one that can no longer
+    // write never had them, so they restart on another psock [U-4].
+    if (t.writable) this.flushStage();
+    else this.unstage();
     this.active = false;
     t.pause();
     if (unparsed !== undefined && unparsed.length > 0 && !t.readableEnded && !t.destroyed) t.unshift(unparsed);
@@ -321,6 +323,17 @@ export class Psock extends EventEmitter implements StreamParserSink {
     return false;
   }
 
+  /** The staged messages never reached the transport: they restart elsewhere [T-16]. */
+  private unstage(): void {
+    const inflight = this.inflight;
+    for (let i = inflight.length - this.stageMsgs; i < inflight.length; i++) {
+      const msg = inflight.at(i)!;
+      if (msg.handed && msg.attempt === this.inflightAttempts.at(i)! >> 1) this.mux.retryLater(msg);
+    }
+    this.stageLen = 0;
+    this.stageMsgs = 0;
+  }
+
   /** @internal End of the tick: the stage goes out. */
   tickEnd(): void {
     this.active = false;
@@ -338,9 +351,11 @@ export class Psock extends EventEmitter implements StreamParserSink {
   written(err: Error | null | undefined): void {
     const count = this.inflightCounts.shift() ?? 0;
     const n = count < 0 ? -count : count;
-    const failed = err !== null && err !== undefined && this.attached;
-    const code = failed ? (err as NodeJS.ErrnoException).code : undefined;
+    const code = err === null || err === undefined ? undefined : (err as NodeJS.ErrnoException).code ?? '';
+    // Bytes that never left the process restart even after unattach: the transport was
+    // destroyed or ended before writing them, so nobody can have them.
     const unsent = code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_WRITE_AFTER_END';
+    const failed = code !== undefined && (this.attached || unsent);
     for (let i = 0; i < n; i++) {
       const msg = this.inflight.shift()!;
       const tag = this.inflightAttempts.shift()!;
