@@ -172,7 +172,7 @@ async function backlog(n: number, readFirst: number) {
   const expected = writeFrames(t0!.remote, 'q', n, 5);
   await waitFor(() => k0.mux.stats().sockets[1]!.rxQueued === n, 10000, 'the backlog to reach the worker');
   if (readFirst > 0) {
-    w.send({ cmd: 'read', n: readFirst });
+    w.send({ cmd: 'read', n: readFirst, exact: true });
     await w.event('read');
   }
   const moved: string[] = [];
