@@ -754,17 +754,19 @@ export class KcmSocket extends EventEmitter {
       this.closed = true;
       mux.requeue(this.rxTakeAll(false));
       mux.removeSocket(this);
+      // Settled before leave(): the listeners it runs may throw, and the calls pending
+      // here must reject with EBADF all the same.
+      const err = badf('the socket was closed');
+      for (const req of this.sendWaiters.drain()) {
+        if (req.onAbort !== undefined) req.signal!.removeEventListener('abort', req.onAbort);
+        req.reject(err);
+      }
+      for (const r of this.rxReaders.drain()) {
+        if (r.onAbort !== undefined) r.signal!.removeEventListener('abort', r.onAbort);
+        r.reject(err);
+      }
     } finally {
       mux.leave();
-    }
-    const err = badf('the socket was closed');
-    for (const req of this.sendWaiters.drain()) {
-      if (req.onAbort !== undefined) req.signal!.removeEventListener('abort', req.onAbort);
-      req.reject(err);
-    }
-    for (const r of this.rxReaders.drain()) {
-      if (r.onAbort !== undefined) r.signal!.removeEventListener('abort', r.onAbort);
-      r.reject(err);
     }
     this.emit('close');
   }

@@ -232,3 +232,35 @@ test('[A-5][X-5] TLS over a UNIX-domain stream or over a JS stream is not TCP: E
     fs.rmSync(p, { force: true });
   }
 });
+
+test('[O-6][X-13] calls pending at close() reject with EBADF even when a psockerror listener of the close throws', async () => {
+  const { local, remote } = await tcpPair();
+  remote.pause();
+  const sock = KcmSocket.create();
+  const psock = sock.attach(local, { parser: P4 });
+  const big = Buffer.alloc(8 * 1024 * 1024);
+  big.writeUInt32BE(big.length - 4, 0);
+  await sock.send(big);
+  await waitFor(() => psock.stats().txStalled, 5000, 'a stall');
+  // Closing the socket that holds the psock aborts it (EPIPE); the listener does what the
+  // contract tells an application to do with a failed psock, on a socket now closed.
+  const seen: string[] = [];
+  sock.mux.on('psockerror', (err: KcmError, p: Psock) => {
+    seen.push(err.code);
+    sock.unattach(p.transport);
+  });
+  const signal = AbortSignal.timeout(5000);
+  const receiving = sock.receive({ signal });
+  const sending = sock.send(frame('waits'), { signal });
+  let thrown: unknown;
+  try {
+    sock.close();
+  } catch (err) {
+    thrown = err;
+  }
+  assertKcmError(thrown, 'EBADF'); // the listener's unattach on the closed socket
+  assert.deepEqual(seen, ['EPIPE']);
+  await assert.rejects(receiving, (e) => (assertKcmError(e, 'EBADF', 9), true));
+  await assert.rejects(sending, (e) => (assertKcmError(e, 'EBADF', 9), true));
+  assert.equal(sock.mux.stats().psocks.length, 0, 'the last close unattached the psock');
+});
