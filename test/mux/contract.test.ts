@@ -264,3 +264,22 @@ test('[O-6][X-13] calls pending at close() reject with EBADF even when a psocker
   await assert.rejects(sending, (e) => (assertKcmError(e, 'EBADF', 9), true));
   assert.equal(sock.mux.stats().psocks.length, 0, 'the last close unattached the psock');
 });
+
+test('[R-6][X-2] seqpacket: after a partial receiveInto, receive() returns the rest of that message, then the next one', async () => {
+  const { local, remote } = await tcpPair();
+  const sock = KcmSocket.create({ type: 'seqpacket' });
+  try {
+    sock.attach(local, { parser: P4 });
+    remote.write(Buffer.concat([frame('abcdef'), frame('next')]));
+    const head = Buffer.alloc(6);
+    const signal = AbortSignal.timeout(5000);
+    assert.deepEqual(await sock.receiveInto(head, { signal }), { bytes: 6, eor: false, truncated: false });
+    assert.equal(head.subarray(4).toString(), 'ab');
+    assert.equal((await sock.receive({ signal })).toString(), 'cdef');
+    const rest = await sock.receiveMany(undefined, { signal });
+    assert.deepEqual(rest.map(payload), ['next']);
+    assert.deepEqual(sock.stats(), { rxMsgs: 2, rxBytes: frame('abcdef').length + frame('next').length, txMsgs: 0, txBytes: 0 });
+  } finally {
+    sock.close();
+  }
+});
