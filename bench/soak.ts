@@ -234,7 +234,8 @@ async function main(): Promise<void> {
   if (!slowOk) violation(`slow consumer: ${JSON.stringify(slow)}`);
 
   const server = await listen({ port: 0, host: '127.0.0.1', parser: P16, sockets: SOCKETS, closeTimeout: 500 });
-  server.on('connection', (t: net.Socket) => tag(t, 'server'));
+  // Tagged before the server attaches it: attaching can write queued messages at once [A-11].
+  server.prependListener('connection', (t: net.Socket) => tag(t, 'server'));
   server.mux.on('psockerror', (err: KcmError) => psockErrors.set(`server ${err.code}`, (psockErrors.get(`server ${err.code}`) ?? 0) + 1));
   const { port } = server.address() as net.AddressInfo;
   const c0 = KcmSocket.create();
