@@ -506,6 +506,7 @@ export class KcmSocket extends EventEmitter {
   receive(options?: ReceiveOptions): Promise<Buffer> {
     const signal = options === undefined ? undefined : checkSignal(checkOptions(options).signal);
     if (this.closed) return Promise.reject(badf('receive'));
+    if (signal !== undefined && signal.aborted) return Promise.reject(new AbortError(signal.reason));
     if (this.rxReaders.length === 0 && this.rxQueue.length > 0) return Promise.resolve(this.dequeue());
     return this.waitRead(RECEIVE, 0, undefined, signal);
   }
@@ -521,9 +522,10 @@ export class KcmSocket extends EventEmitter {
    * recvmmsg: waits for one message, then returns up to `max` (default: all) queued ones.
    */
   receiveMany(max?: number, options?: ReceiveOptions): Promise<Buffer[]> {
-    const limit = max === undefined ? Number.MAX_SAFE_INTEGER : checkInteger('max', max, 1);
+    const limit = max === undefined || max === Infinity ? Number.MAX_SAFE_INTEGER : checkInteger('max', max, 1);
     const signal = options === undefined ? undefined : checkSignal(checkOptions(options).signal);
     if (this.closed) return Promise.reject(badf('receiveMany'));
+    if (signal !== undefined && signal.aborted) return Promise.reject(new AbortError(signal.reason));
     if (this.rxReaders.length === 0 && this.rxQueue.length > 0) return Promise.resolve(this.dequeueMany(limit));
     return this.waitRead(RECEIVE_MANY, limit, undefined, signal);
   }
@@ -536,6 +538,7 @@ export class KcmSocket extends EventEmitter {
     if (!(target instanceof Uint8Array)) throw invalidArgType('target', 'an instance of Uint8Array', target);
     const signal = options === undefined ? undefined : checkSignal(checkOptions(options).signal);
     if (this.closed) return Promise.reject(badf('receiveInto'));
+    if (signal !== undefined && signal.aborted) return Promise.reject(new AbortError(signal.reason));
     if (this.rxReaders.length === 0 && this.rxQueue.length > 0) return Promise.resolve(this.readInto(target));
     return this.waitRead(RECEIVE_INTO, 0, target, signal);
   }

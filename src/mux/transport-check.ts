@@ -14,6 +14,8 @@ interface HandleOwner {
 export function isTcpStream(transport: net.Socket): string | undefined {
   if (transport.destroyed) return 'the transport is destroyed';
   if (transport.writableEnded || transport.readableEnded) return 'the transport has ended';
+  // Messages are bytes: a transport that decodes what it reads into strings cannot carry them.
+  if (transport.readableEncoding !== null) return `the transport decodes its data as '${transport.readableEncoding}' (setEncoding): messages need bytes`;
   const s = transport as unknown as HandleOwner;
   const kind = s._handle?.constructor?.name;
   if (s.encrypted === true) {

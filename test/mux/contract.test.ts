@@ -145,7 +145,7 @@ test('calls on a closed socket: receives reject EBADF, tryReceive throws EBADF, 
 test('receiveMany(max) bounds: max below 1 or not an integer is a RangeError, not a number a TypeError', async () => {
   const sock = KcmSocket.create();
   try {
-    for (const bad of [0, -1, 1.5, Number.NaN, Infinity]) {
+    for (const bad of [0, -1, 1.5, Number.NaN, -Infinity]) {
       assert.throws(() => sock.receiveMany(bad), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }, String(bad));
     }
     assert.throws(() => sock.receiveMany('2' as unknown as number), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
@@ -281,5 +281,51 @@ test('[R-6][X-2] seqpacket: after a partial receiveInto, receive() returns the r
     assert.deepEqual(sock.stats(), { rxMsgs: 2, rxBytes: frame('abcdef').length + frame('next').length, txMsgs: 0, txBytes: 0 });
   } finally {
     sock.close();
+  }
+});
+
+test('receive calls with an already aborted signal reject with AbortError even when a message waits', async () => {
+  const { local, remote } = await tcpPair();
+  const k = KcmSocket.create();
+  try {
+    k.attach(local, { parser: P4 });
+    remote.write(frame('waiting'));
+    await waitFor(() => k.mux.stats().sockets[0]!.rxQueued === 1, 5000, 'the message');
+    const signal = AbortSignal.abort();
+    for (const call of [() => k.receive({ signal }), () => k.receiveMany(1, { signal }), () => k.receiveInto(Buffer.alloc(16), { signal })]) {
+      await assert.rejects(call(), (e: unknown) => (e as Error).name === 'AbortError' && (e as { code?: string }).code === 'ABORT_ERR');
+    }
+    assert.equal(payload(await k.receive()), 'waiting', 'the message is still there');
+  } finally {
+    k.close();
+  }
+});
+
+test('receiveMany(Infinity) takes every queued message, as the default does', async () => {
+  const { local, remote } = await tcpPair();
+  const k = KcmSocket.create();
+  try {
+    k.attach(local, { parser: P4 });
+    remote.write(Buffer.concat([frame('a'), frame('b'), frame('c')]));
+    await waitFor(() => k.mux.stats().sockets[0]!.rxQueued === 3, 5000, 'three messages');
+    assert.deepEqual((await k.receiveMany(Infinity)).map(payload), ['a', 'b', 'c']);
+  } finally {
+    k.close();
+  }
+});
+
+test('[A-5] a transport that decodes its data as strings (setEncoding) cannot be attached: EOPNOTSUPP', async () => {
+  const { local, remote } = await tcpPair();
+  const k = KcmSocket.create();
+  try {
+    local.setEncoding('utf8');
+    throwsKcm(() => k.attach(local, { parser: P4 }), 'EOPNOTSUPP');
+    assert.deepEqual(k.mux.psocks, []);
+    const got: string[] = [];
+    local.on('data', (d: string) => got.push(d));
+    remote.write('still a plain socket');
+    await waitFor(() => got.join('') === 'still a plain socket', 5000, 'the plain read');
+  } finally {
+    k.close();
   }
 });
