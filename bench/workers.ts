@@ -20,7 +20,8 @@
  *
  *   node dist/bench/workers.js [--sizes=64,4k] [--count=200k] [--heavy-count=20k]
  *     [--spin-us=100] [--rounds=3] [--sections=trivial,heavy,handoff]
- *   (or KCM_BENCH_SIZES=..., KCM_BENCH_COUNT=..., ...)
+ *   (or KCM_BENCH_SIZES=..., KCM_BENCH_COUNT=..., ...; KCM_BENCH_RCVBUF=bytes sets
+ *   receiveBufferSize for the main-thread and worker sockets alike)
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
@@ -40,6 +41,8 @@ interface WorkerArgs {
   handoff?: string;
   ring?: SharedArrayBuffer;
 }
+
+const RCVBUF = process.env['KCM_BENCH_RCVBUF'] === undefined ? undefined : Number(process.env['KCM_BENCH_RCVBUF']);
 
 // ------------------------------------------------------------------ worker side
 
@@ -192,7 +195,8 @@ class Rig {
     const local = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', noDelay: true });
     const [remote] = (await once(server, 'connection')) as [net.Socket];
     if (local.connecting) await once(local, 'connect');
-    const sock = KcmSocket.create();
+    // KCM_BENCH_RCVBUF sets receiveBufferSize (clones and worker sockets inherit it).
+    const sock = KcmSocket.create(RCVBUF === undefined ? {} : { receiveBufferSize: RCVBUF });
     const workers: Worker[] = [];
     const rig = new Rig(sock, server, local, remote, workers);
     if (setup.workers === 0) {
