@@ -21,6 +21,7 @@
 import { lengthField } from '../src/parsers/length-field.js';
 import type { Parser } from '../src/parsers/parser.js';
 import { StreamParser } from '../src/parsers/stream-parser.js';
+import { NetFramer } from './contenders/net-framer.js';
 import { formatCount, formatSize, formatTable, median, parseOptions, rounds } from './lib/format.js';
 
 const options = parseOptions({
@@ -53,68 +54,6 @@ class Tally {
   }
 }
 
-/** The baseline: a hand-written 4-byte big-endian length framer. */
-class HandFramer {
-  /** Header bytes of a message whose header spans chunks. */
-  private readonly head = Buffer.allocUnsafe(4);
-  private headLen = 0;
-  /** The message being filled when it spans chunks. */
-  private body: Buffer | undefined = undefined;
-  private bodyLen = 0;
-
-  constructor(private readonly sink: Tally) {}
-
-  push(chunk: Buffer): void {
-    const end = chunk.length;
-    let pos = 0;
-    if (this.body !== undefined) {
-      const body = this.body;
-      const take = Math.min(body.length - this.bodyLen, end);
-      chunk.copy(body, this.bodyLen, 0, take);
-      this.bodyLen += take;
-      pos = take;
-      if (this.bodyLen < body.length) return;
-      this.body = undefined;
-      this.sink.onMessage(body);
-    } else if (this.headLen > 0) {
-      const take = Math.min(4 - this.headLen, end);
-      chunk.copy(this.head, this.headLen, 0, take);
-      this.headLen += take;
-      pos = take;
-      if (this.headLen < 4) return;
-      this.headLen = 0;
-      const len = this.head.readUInt32BE(0) + 4;
-      const body = Buffer.allocUnsafe(len);
-      this.head.copy(body, 0);
-      const rest = Math.min(len - 4, end - pos);
-      chunk.copy(body, 4, pos, pos + rest);
-      pos += rest;
-      if (4 + rest < len) {
-        this.body = body;
-        this.bodyLen = 4 + rest;
-        return;
-      }
-      this.sink.onMessage(body);
-    }
-    while (end - pos >= 4) {
-      const len = chunk.readUInt32BE(pos) + 4;
-      if (end - pos < len) {
-        const body = Buffer.allocUnsafe(len);
-        chunk.copy(body, 0, pos, end);
-        this.body = body;
-        this.bodyLen = end - pos;
-        return;
-      }
-      this.sink.onMessage(chunk.subarray(pos, pos + len));
-      pos += len;
-    }
-    if (pos < end) {
-      chunk.copy(this.head, 0, pos, end);
-      this.headLen = end - pos;
-    }
-  }
-}
-
 function makeChunks(size: number): { chunks: Buffer[]; messages: number; bytes: number } {
   const frameLen = 4 + size;
   const messages = Math.max(1, Math.floor(options.bytes / frameLen));
@@ -142,7 +81,7 @@ function viaStreamParser(parser: Parser, chunks: Buffer[], reps = 1): Tally {
 
 function viaHand(chunks: Buffer[], reps = 1): Tally {
   const tally = new Tally();
-  const framer = new HandFramer(tally);
+  const framer = new NetFramer((m) => tally.onMessage(m));
   for (let r = 0; r < reps; r++) for (let i = 0; i < chunks.length; i++) framer.push(chunks[i]!);
   return tally;
 }

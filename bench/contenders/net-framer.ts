@@ -33,24 +33,30 @@ export class NetFramer {
       pos = take;
       if (this.headLen < 4) return;
       this.headLen = 0;
-      const body = Buffer.allocUnsafe(4 + this.head.readUInt32BE(0));
+      const len = this.head.readUInt32BE(0) + 4;
+      const body = Buffer.allocUnsafe(len);
       this.head.copy(body, 0);
-      this.bodyLen = 4;
-      this.body = body;
-      return this.push(chunk.subarray(pos));
+      const rest = Math.min(len - 4, end - pos);
+      chunk.copy(body, 4, pos, pos + rest);
+      pos += rest;
+      if (4 + rest < len) {
+        this.body = body;
+        this.bodyLen = 4 + rest;
+        return;
+      }
+      this.onMessage(body);
     }
     while (end - pos >= 4) {
-      const len = 4 + chunk.readUInt32BE(pos);
-      if (end - pos >= len) {
-        this.onMessage(chunk.subarray(pos, pos + len));
-        pos += len;
-        continue;
+      const len = chunk.readUInt32BE(pos) + 4;
+      if (end - pos < len) {
+        const body = Buffer.allocUnsafe(len);
+        chunk.copy(body, 0, pos, end);
+        this.body = body;
+        this.bodyLen = end - pos;
+        return;
       }
-      const body = Buffer.allocUnsafe(len);
-      chunk.copy(body, 0, pos, end);
-      this.body = body;
-      this.bodyLen = end - pos;
-      return;
+      this.onMessage(chunk.subarray(pos, pos + len));
+      pos += len;
     }
     if (pos < end) {
       chunk.copy(this.head, 0, pos, end);

@@ -2,6 +2,7 @@
  * Small helpers shared by the benchmarks: options from flags or environment, the median
  * of rounds, and plain-text tables. Nothing here knows about kcm.
  */
+import { camel, kebab, lowerFirst } from '../../src/cli/args.js';
 
 /** An option value: a number, a list of numbers, a string or a boolean. */
 export type OptionValue = number | number[] | string | boolean;
@@ -62,15 +63,6 @@ export function parseSize(name: string, text: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-function camel(s: string): string {
-  return s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-}
-function kebab(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-}
-function lowerFirst(s: string): string {
-  return s.charAt(0).toLowerCase() + s.slice(1);
-}
 function envName(prefix: string, name: string): string {
   return prefix + name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 }

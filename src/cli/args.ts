@@ -98,14 +98,17 @@ function checkRange(flag: string, n: number, s: OptionSpec): number {
   return n;
 }
 
-function camel(s: string): string {
+/** @internal Shared with the benchmarks' option parser. */
+export function camel(s: string): string {
   return s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-function kebab(s: string): string {
+/** @internal Shared with the benchmarks' option parser. */
+export function kebab(s: string): string {
   return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
-function lowerFirst(s: string): string {
+/** @internal Shared with the benchmarks' option parser. */
+export function lowerFirst(s: string): string {
   return s.charAt(0).toLowerCase() + s.slice(1);
 }
