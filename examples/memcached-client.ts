@@ -45,23 +45,24 @@ interface Packet {
   value: Buffer;
 }
 
-export function packet(magic: number, opcode: number, opaque: number, fields: { key?: Buffer; extras?: Buffer; value?: Buffer; status?: number } = {}): Buffer {
+/**
+ * One packet as the parts of one message. `parser.frame()` writes the header's first 12
+ * bytes: the first 8 from `prefix`, then the body length (the 12 bytes of opaque and
+ * cas, and the body, minus the 24 - 12 that `adjust` adds back).
+ */
+export function packet(magic: number, opcode: number, opaque: number, fields: { key?: Buffer; extras?: Buffer; value?: Buffer; status?: number } = {}): Buffer[] {
   const key = fields.key ?? Buffer.alloc(0);
   const extras = fields.extras ?? Buffer.alloc(0);
   const value = fields.value ?? Buffer.alloc(0);
-  const body = extras.length + key.length + value.length;
-  const out = Buffer.alloc(24 + body);
-  out.writeUInt8(magic, 0);
-  out.writeUInt8(opcode, 1);
-  out.writeUInt16BE(key.length, 2);
-  out.writeUInt8(extras.length, 4);
-  out.writeUInt16BE(fields.status ?? 0, 6);
-  out.writeUInt32BE(body, 8);
-  out.writeUInt32BE(opaque, 12);
-  extras.copy(out, 24);
-  key.copy(out, 24 + extras.length);
-  value.copy(out, 24 + extras.length + key.length);
-  return out;
+  const prefix = Buffer.alloc(8);
+  prefix.writeUInt8(magic, 0);
+  prefix.writeUInt8(opcode, 1);
+  prefix.writeUInt16BE(key.length, 2);
+  prefix.writeUInt8(extras.length, 4);
+  prefix.writeUInt16BE(fields.status ?? 0, 6);
+  const opaqueCas = Buffer.alloc(12);
+  opaqueCas.writeUInt32BE(opaque, 0);
+  return parser.frame([opaqueCas, extras, key, value], prefix);
 }
 
 export function parse(frame: Buffer): Packet {
@@ -138,7 +139,7 @@ export async function startFakeMemcached(port = 0): Promise<KcmServer> {
     sock.on('message', (frame: Buffer) => {
       const p = parse(frame);
       const key = p.key.toString();
-      let reply: Buffer;
+      let reply: Buffer[];
       if (p.opcode === SET) {
         store.set(key, Buffer.from(p.value));
         reply = packet(RESPONSE, SET, p.opaque);

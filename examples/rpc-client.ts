@@ -11,7 +11,7 @@ import { KcmSocket, type KcmConnector } from '../src/index.js';
 import { parser, decode, encode, ECHO, REVERSE, SUM, FAILED } from './rpc-protocol.js';
 
 interface Call {
-  request: Buffer;
+  request: Buffer[];
   resolve: (payload: Buffer) => void;
   reject: (err: Error) => void;
 }
@@ -52,7 +52,7 @@ export class RpcClient {
     });
   }
 
-  private write(request: Buffer): void {
+  private write(request: Buffer[]): void {
     // Spread the calls over the sockets; each queues until a connection takes it.
     const sock = this.sockets[this.turn++ % this.sockets.length]!;
     sock.send(request).catch(() => {});

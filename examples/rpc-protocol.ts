@@ -21,13 +21,12 @@ export const REVERSE = 2;
 export const SUM = 3;
 export const FAILED = 0xff;
 
-export function encode(id: number, method: number, payload: Uint8Array = Buffer.alloc(0)): Buffer {
-  const out = Buffer.allocUnsafe(9 + payload.length);
-  out.writeUInt32BE(5 + payload.length, 0);
-  out.writeUInt32BE(id, 4);
-  out.writeUInt8(method, 8);
-  out.set(payload, 9);
-  return out;
+/** One request or reply as the parts of one message: `parser.frame()` writes the length. */
+export function encode(id: number, method: number, payload: Uint8Array = Buffer.alloc(0)): Buffer[] {
+  const head = Buffer.allocUnsafe(5);
+  head.writeUInt32BE(id, 0);
+  head.writeUInt8(method, 4);
+  return parser.frame([head, payload]);
 }
 
 export function decode(frame: Buffer): { id: number; method: number; payload: Buffer } {

@@ -29,7 +29,7 @@ export function serve(sock: KcmSocket): void {
 }
 
 /** The reply to one request. */
-export function answer(frame: Buffer): Buffer {
+export function answer(frame: Buffer): Buffer[] {
   const { id, method, payload } = decode(frame);
   if (method === ECHO) return encode(id, ECHO, payload);
   if (method === REVERSE) return encode(id, REVERSE, Buffer.from(payload).reverse());

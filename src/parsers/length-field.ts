@@ -29,8 +29,31 @@ export interface LengthFieldLayout {
 /** The property under which a parser made by {@link lengthField} carries its layout. */
 export const kLengthField: unique symbol = Symbol('kcm.lengthField');
 
-/** A parser made by {@link lengthField}. */
-export type LengthFieldParser = Parser & { readonly [kLengthField]: LengthFieldLayout };
+/** A parser made by {@link lengthField}, with the encoder that is its inverse. */
+export type LengthFieldParser = Parser & {
+  readonly [kLengthField]: LengthFieldLayout;
+  /**
+   * The parts of one message this parser reads back whole: a header of `offset + size`
+   * bytes (its first `offset` bytes from `prefix`, zero where `prefix` is absent or
+   * shorter) holding the length field, then the payload's parts, not copied. The
+   * field holds `offset + size + payload length - adjust`, so the parser returns
+   * exactly the frame's total length.
+   *
+   * ```
+   *  frame(payload 'hi', prefix [7])   with { offset: 1, size: 2, adjust: 3 }
+   * +----+-------+                      header: 3 bytes, total 5, field 5 - 3 = 2
+   * | 07 | 00 02 |  'h' 'i'             returned as [header, payload]
+   * +----+-------+
+   * ```
+   *
+   * @throws TypeError `ERR_INVALID_ARG_TYPE` when `payload` is not a `Uint8Array` or an
+   *   array of them, or `prefix` is not a `Uint8Array`.
+   * @throws RangeError `ERR_OUT_OF_RANGE` when the field cannot hold the length
+   *   (beyond `size` bytes, or below zero for a large negative `adjust`) or the total
+   *   exceeds `max`.
+   */
+  frame(payload: Uint8Array | readonly Uint8Array[], prefix?: Uint8Array): Buffer[];
+};
 
 const NEED_MORE = 0;
 const BAD_HEADER = -errnos.EBADMSG;
@@ -111,7 +134,70 @@ export function lengthField(spec: LengthFieldSpec = {}): LengthFieldParser {
     return readLength(layout, data, 0);
   } as LengthFieldParser;
   Object.defineProperty(parser, kLengthField, { value: layout });
+  Object.defineProperty(parser, 'frame', {
+    value: function frame(payload: Uint8Array | readonly Uint8Array[], prefix?: Uint8Array): Buffer[] {
+      return frameMessage(layout, payload, prefix);
+    },
+  });
   return parser;
+}
+
+/** The largest value a field of each size holds (8 bytes: bounded by exact doubles). */
+const FIELD_MAX: Readonly<Record<1 | 2 | 3 | 4 | 8, number>> = { 1: 0xff, 2: 0xffff, 3: 0xffffff, 4: 0xffffffff, 8: Number.MAX_SAFE_INTEGER };
+
+function toBuffer(part: Uint8Array): Buffer {
+  return Buffer.isBuffer(part) ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength);
+}
+
+/** `lengthField(spec).frame()`: the header, then the payload's parts as views. */
+export function frameMessage(layout: LengthFieldLayout, payload: Uint8Array | readonly Uint8Array[], prefix?: Uint8Array): Buffer[] {
+  const out: Buffer[] = [Buffer.alloc(layout.headerSize)];
+  let length = 0;
+  if (payload instanceof Uint8Array) {
+    out.push(toBuffer(payload));
+    length = payload.byteLength;
+  } else if (Array.isArray(payload)) {
+    for (let i = 0; i < payload.length; i++) {
+      const part: unknown = payload[i];
+      if (!(part instanceof Uint8Array)) throw invalidArgType(`payload[${i}]`, 'an instance of Uint8Array', part);
+      out.push(toBuffer(part));
+      length += part.byteLength;
+    }
+  } else {
+    throw invalidArgType('payload', 'an instance of Uint8Array or an array of them', payload);
+  }
+  const header = out[0]!;
+  if (prefix !== undefined) {
+    if (!(prefix instanceof Uint8Array)) throw invalidArgType('prefix', 'an instance of Uint8Array', prefix);
+    header.set(prefix.byteLength > layout.offset ? prefix.subarray(0, layout.offset) : prefix, 0);
+  }
+  const total = layout.headerSize + length;
+  if (total > layout.max) throw outOfRange('payload', `at most ${layout.max - layout.headerSize} bytes (max ${layout.max} with the header)`, length);
+  const value = total - layout.adjust;
+  const fieldMax = FIELD_MAX[layout.size];
+  if (value < 0 || value > fieldMax) {
+    throw outOfRange('payload', `a length whose field value (total ${total} - adjust ${layout.adjust}) fits ${layout.size} bytes: 0 to ${fieldMax}`, length);
+  }
+  writeField(header, layout.offset, layout.size, layout.little, value);
+  return out;
+}
+
+function writeField(buf: Buffer, at: number, size: 1 | 2 | 3 | 4 | 8, little: boolean, value: number): void {
+  if (size === 8) {
+    const hi = Math.floor(value / 0x100000000);
+    const lo = value >>> 0;
+    if (little) {
+      buf.writeUInt32LE(lo, at);
+      buf.writeUInt32LE(hi, at + 4);
+    } else {
+      buf.writeUInt32BE(hi, at);
+      buf.writeUInt32BE(lo, at + 4);
+    }
+  } else if (little) {
+    buf.writeUIntLE(value, at, size);
+  } else {
+    buf.writeUIntBE(value, at, size);
+  }
 }
 
 /** The layout of a parser made by {@link lengthField}, or undefined for any other function. */
