@@ -140,7 +140,7 @@ test('every fixture has its C source, its object and a protocol model', () => {
 });
 
 for (const [name, proto] of Object.entries(protocols)) {
-  test(`${name}: the object frames the same streams as the JS parser, under any chunking`, () => {
+  test(`[F-8][F-3] ${name}: the object frames the same streams as the JS parser, under any chunking`, () => {
     const bpf = loadBpf(fixture(name));
     assert.equal(typeof (bpf as Parser & { [kPositionalParser]?: unknown })[kPositionalParser], 'function');
     const { program, analysis } = loadProgram(fixture(name));
@@ -179,7 +179,7 @@ test('thrift: the result is the low 32 bits of r0, signed [F-4]', () => {
   assert.equal(parse(Buffer.from([0, 0, 0])), 0);
 });
 
-test('loadBpf accepts bytes as well as a path, and options pick the program', () => {
+test('[F-1] loadBpf accepts bytes as well as a path, and options pick the program', () => {
   const bytes = readFileSync(fixture('dns-tcp'));
   assert.equal(loadBpf(new Uint8Array(bytes))(Buffer.from([0, 5])), 7);
   assert.equal(loadBpf(bytes, { section: 'socket_kcm', program: 'dns_tcp_parser' })(Buffer.from([0, 1])), 3);
@@ -189,7 +189,7 @@ test('loadBpf accepts bytes as well as a path, and options pick the program', ()
   assert.throws(() => loadBpf(42 as unknown as string), (e: unknown) => e instanceof TypeError && (e as { code?: string }).code === 'ERR_INVALID_ARG_TYPE');
 });
 
-test('skb->cb is zeroed scratch for each run; skb->len is the bytes available', () => {
+test('[F-7][F-2][F-3] skb->cb is zeroed scratch for each run; skb->len is the bytes available', () => {
   // r0 = cb[0]; cb[0] = skb->len; return r0 + skb->len
   const prog = rawProgram(
     A.program(A.ldx('w', 0, 1, 48), A.ldx('w', 2, 1, 0), A.stx('w', 1, 2, 48), A.alu64r(0x00, 0, 2), A.exit()),

@@ -53,13 +53,15 @@ test('[A-5][X-5][B-3] a UNIX-domain stream is rejected with EOPNOTSUPP and left 
   }
 });
 
-test('[A-6][X-5] destroyed, ended and never-connected sockets are rejected with EOPNOTSUPP, nothing changed', async () => {
+test('[A-6][A-4][X-5] destroyed, ended and never-connected sockets are rejected with EOPNOTSUPP, nothing changed', async () => {
   const [a, b] = await tcpPairs(2);
   const k = KcmSocket.create();
   try {
     a!.local.on('error', () => {});
     a!.local.destroy();
     b!.local.end();
+    // [A-4] a socket with no protocol object (Linux: EINVAL) is, here, a net.Socket with no
+    // handle: never connected, so EOPNOTSUPP as any unconnected transport [X-5].
     const fresh = new net.Socket();
     for (const s of [a!.local, b!.local, fresh]) {
       const before = listenerSnapshot(s);
@@ -75,7 +77,7 @@ test('[A-6][X-5] destroyed, ended and never-connected sockets are rejected with 
   }
 });
 
-test('[X-5] a transport that is not a net.Socket is a TypeError ERR_INVALID_ARG_TYPE', async () => {
+test('[A-2][X-5] a transport that is not a net.Socket is a TypeError ERR_INVALID_ARG_TYPE', async () => {
   const k = KcmSocket.create();
   const { local } = await tcpPair();
   try {

@@ -170,7 +170,7 @@ test('seqpacket receiveInto with a zero-length target copies nothing and keeps t
   }
 });
 
-test('stats shapes: sock.stats(), mux.stats() with sockets and psocks arrays, psock.stats() fields', async () => {
+test('[ST-8][ST-2] stats shapes: sock.stats(), mux.stats() with sockets and psocks arrays, psock.stats() fields', async () => {
   const { local, remote } = await tcpPair();
   const sock = KcmSocket.create();
   const clone = sock.clone();

@@ -107,7 +107,7 @@ test('[P-4][X-4][§12-35] a length not beyond the bytes seen before the chunk is
   }
 });
 
-test('[P-3][X-4][§12-37] a negative parser return is that errno; an unknown one is EBADMSG carrying the number', async () => {
+test('[P-3][X-4][E-3][F-5][§12-37] a negative parser return is that errno; an unknown one is EBADMSG carrying the number', async () => {
   const cases: [number, string, number][] = [
     [-74, 'EBADMSG', 74],
     [-22, 'EINVAL', 22],

@@ -131,7 +131,7 @@ for (const how of ['resetAndDestroy', 'destroy'] as const) {
   });
 }
 
-test('[U-4][T-16][ST-3][B-22] unattach while a message is stalled: it arrives whole on T1 (spec §12-13, §12-56)', async (t) => {
+test('[U-4][T-16][ST-3][B-22][E-2] unattach while a message is stalled: it arrives whole on T1 (spec §12-13, §12-56)', async (t) => {
   const { k, pairs, p0, c1, big, errs0 } = await stalledRig();
   t.after(() => closeMux(k));
   k.unattach(pairs[0]!.local);
@@ -161,7 +161,7 @@ test('[U-4][T-16][ST-3][B-22] unattach while a message is stalled: it arrives wh
   assert.equal(s.txBytes, p0.stats().txBytes + big.length, '[ST-2] bytes of the aborted attempt stay counted');
 });
 
-test('[O-6][X-13] close with messages queued on a write-blocked transport (spec §12-27)', async (t) => {
+test('[O-6][X-13][E-2] close with messages queued on a write-blocked transport (spec §12-27)', async (t) => {
   const { k, pairs, p0, c1, errs0 } = await stalledRig(1024 * 1024);
   const k1 = k.clone();
   t.after(() => closeMux(k1));

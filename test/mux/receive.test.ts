@@ -158,7 +158,7 @@ test('[R-1] an aborted receive leaves the next message for the next receive', as
   }
 });
 
-test('[R-4][R-5] dgram receiveInto truncates a longer message and discards its rest', async () => {
+test('[R-4][R-5][R-2][R-3] dgram receiveInto truncates a longer message and discards its rest', async () => {
   const { local, remote } = await tcpPair();
   const k = KcmSocket.create({ type: 'dgram' });
   try {
@@ -193,7 +193,7 @@ test('[R-8] dgram receiveInto with an empty target discards the message as trunc
   }
 });
 
-test('[R-6][X-2][B-21] seqpacket receiveInto continues a longer message; eor only on its last piece', async () => {
+test('[R-6][X-2][B-21][R-2][R-3] seqpacket receiveInto continues a longer message; eor only on its last piece', async () => {
   const { local, remote } = await tcpPair();
   const k = KcmSocket.create({ type: 'seqpacket' });
   try {
@@ -240,7 +240,7 @@ test('[R-11] receiveMany waits for one message, then returns up to max of those 
   }
 });
 
-test('[R-1] concurrent receive calls are served in call order, each message to exactly one', async () => {
+test('[R-1][O-8] concurrent receive calls are served in call order, each message to exactly one', async () => {
   const { local, remote } = await tcpPair();
   const k = KcmSocket.create();
   try {

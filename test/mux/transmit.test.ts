@@ -165,7 +165,7 @@ test('[T-5c][T-8] a zero-length call flushes a pending batch', async (t) => {
   assert.equal(s.psocks[0]!.reserved, 1, 'one burst');
 });
 
-test('[T-7][T-7a][T-9] sendBufferSize admission: trySend false, send waits until the queue drains', async (t) => {
+test('[T-7][T-7a][T-9][T-3] sendBufferSize admission: trySend false, send waits until the queue drains', async (t) => {
   const k = KcmSocket.create({ sendBufferSize: 1024 });
   t.after(() => closeMux(k));
   const big = frame(randomBytes(4096));
@@ -290,7 +290,7 @@ test('[T-10b] seqpacket: a failing call keeps the open message; completing it se
   assert.equal(readers[0]!.bytes, whole.length);
 });
 
-test('[T-12] backpressure keeps the reservation; another socket uses another psock', async (t) => {
+test('[T-12][T-11][T-14] backpressure keeps the reservation; another socket uses another psock', async (t) => {
   // A send buffer large enough that the message behind the big one is queued, not waiting [T-9].
   const k0 = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
   const k1 = k0.clone();
@@ -342,7 +342,7 @@ test('[T-13] round-robin of sequential single sends over idle psocks, in attach 
   assert.deepEqual(k.mux.stats().psocks.map((p) => p.reserved), [3, 2, 2]);
 });
 
-test('[T-19][A-11] transmit waiters are served in order, before the psock becomes available', async (t) => {
+test('[T-19][A-11][T-15][T-14] transmit waiters are served in order, before the psock becomes available', async (t) => {
   const k0 = KcmSocket.create();
   const k1 = k0.clone();
   const k2 = k0.clone();

@@ -84,7 +84,7 @@ test('[P-6] garbage bytes read as a huge length fail with EMSGSIZE on that psock
   }, 'EMSGSIZE');
 });
 
-test('[P-3] garbage bytes under a parser that checks a magic byte (eBPF memcached) fail with EBADMSG', async () => {
+test('[P-3][F-5] garbage bytes under a parser that checks a magic byte (eBPF memcached) fail with EBADMSG', async () => {
   await withRig(async (rig) => {
     const s = await rig.suspect({ parser: loadBpf(memcachedObject) });
     s.pair.remote.write(randomBytes(4096).fill(0x42, 0, 1));

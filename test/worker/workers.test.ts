@@ -181,7 +181,7 @@ async function backlog(n: number, readFirst: number) {
   return { k0, w, expected, moved };
 }
 
-test('setRecvDisable(true) in a worker moves its backlog to the other sockets [D-3]', async () => {
+test('setRecvDisable(true) in a worker moves its backlog to the other sockets [D-3, D-7]', async () => {
   const { k0, w, expected, moved } = await backlog(50, 10);
   assert.equal(w.got.length, 10);
   w.send({ cmd: 'disable' });
@@ -211,7 +211,7 @@ for (const death of ['exit', 'crash', 'terminate', 'close'] as const) {
   });
 }
 
-test('sending from workers: every message whole, ordered per socket [T-11 … T-19]', async () => {
+test('sending from workers: every message whole, ordered per socket [O-8, T-11 … T-19]', async () => {
   const k0 = main({ sendBufferSize: 16384 });
   const [t0, t1] = await tcpPairs(2);
   const readers = [new FrameReader(t0!.remote), new FrameReader(t1!.remote)];
@@ -264,7 +264,7 @@ test('a worker send waits for sendBufferSize, psock or not [T-7, T-9, T-18]', as
   assert.deepEqual(reader.frames.map((f) => f.subarray(4, 8).toString('latin1')), ['t:0:', 't:3:']);
 });
 
-test('in a worker: instanceof KcmSocket, EOPNOTSUPP for attach/unattach/clone, EBADF after close', async () => {
+test('in a worker: instanceof KcmSocket, EOPNOTSUPP for attach/unattach/clone, EBADF after close [O-5]', async () => {
   const k0 = main({ type: 'seqpacket' });
   const w = await spawn(k0, 'hold');
   w.send({ cmd: 'probe' });
