@@ -1,33 +1,28 @@
 /**
  * An RPC client: 4 KCM sockets on one multiplexor kept connected to the server over 4
- * TCP connections by `sock.connect()`. Calls go out on any connection; replies come back
- * on any connection to any of the sockets, and are matched by id. A call whose
- * connection fails is sent again once a replacement connects.
+ * TCP connections by `sock.connect()`, and a `Requester` over the 4 sockets. Calls go
+ * out on the sockets in turn; replies come back on any connection to any of the
+ * sockets, and the requester matches them by id. A call unanswered within its timeout
+ * (its request or reply was on a connection that failed) is made again: the methods
+ * are idempotent, and a late reply to the first attempt is counted as unmatched.
  *
  *   node dist/examples/rpc-client.js --port 7070 [--calls 1000]
  */
 import { pathToFileURL } from 'node:url';
-import { KcmSocket, type KcmConnector } from '../src/index.js';
+import { KcmError, KcmSocket, Requester, type KcmConnector } from '../src/index.js';
 import { parser, decode, encode, ECHO, REVERSE, SUM, FAILED } from './rpc-protocol.js';
-
-interface Call {
-  request: Buffer[];
-  resolve: (payload: Buffer) => void;
-  reject: (err: Error) => void;
-}
 
 export class RpcClient {
   readonly sockets: KcmSocket[];
   readonly connector: KcmConnector;
-  private readonly pending = new Map<number, Call>();
+  readonly requester: Requester;
   private nextId = 1;
-  private turn = 0;
+  private readonly attempts: number;
 
-  constructor(options: { port: number; host?: string; connections?: number; sockets?: number }) {
+  constructor(options: { port: number; host?: string; connections?: number; sockets?: number; timeout?: number; attempts?: number }) {
     const first = KcmSocket.create();
     this.sockets = [first];
     for (let i = 1; i < (options.sockets ?? 4); i++) this.sockets.push(first.clone());
-    for (const sock of this.sockets) sock.on('message', (frame: Buffer) => this.reply(frame));
     this.connector = first.connect({
       host: options.host ?? '127.0.0.1',
       port: options.port,
@@ -35,43 +30,29 @@ export class RpcClient {
       parser,
       backoff: { initial: 50, max: 2000 },
     });
-    // A request written on a connection that then failed may be lost: send it again.
-    // The methods are idempotent; a late duplicate reply is ignored below.
-    this.connector.on('connect', () => {
-      if (this.connector.stats().disconnects === 0) return;
-      for (const call of this.pending.values()) this.write(call.request);
-    });
+    this.requester = new Requester(this.sockets, { id: (reply) => reply.readUInt32BE(4), timeout: options.timeout ?? 1000 });
+    this.attempts = options.attempts ?? 3;
   }
 
-  call(method: number, payload: Uint8Array): Promise<Buffer> {
-    const id = this.nextId++;
+  async call(method: number, payload: Uint8Array): Promise<Buffer> {
+    const id = this.nextId;
+    this.nextId = (id + 1) >>> 0 || 1;
     const request = encode(id, method, payload);
-    return new Promise<Buffer>((resolve, reject) => {
-      this.pending.set(id, { request, resolve, reject });
-      this.write(request);
-    });
-  }
-
-  private write(request: Buffer[]): void {
-    // Spread the calls over the sockets; each queues until a connection takes it.
-    const sock = this.sockets[this.turn++ % this.sockets.length]!;
-    sock.send(request).catch(() => {});
-  }
-
-  private reply(frame: Buffer): void {
-    const { id, method, payload } = decode(frame);
-    const call = this.pending.get(id);
-    if (call === undefined) return; // a duplicate of an answered call
-    this.pending.delete(id);
-    if (method === FAILED) call.reject(new Error(payload.toString()));
-    else call.resolve(payload);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const reply = decode(await this.requester.request(request, id));
+        if (reply.method === FAILED) throw new Error(reply.payload.toString());
+        return reply.payload;
+      } catch (err) {
+        if (!(err instanceof KcmError && err.code === 'ETIMEDOUT') || attempt >= this.attempts) throw err;
+      }
+    }
   }
 
   async close(): Promise<void> {
+    this.requester.close(); // pending calls reject EBADF
     await this.connector.close();
     for (const sock of this.sockets) sock.close();
-    for (const call of this.pending.values()) call.reject(new Error('client closed'));
-    this.pending.clear();
   }
 }
 

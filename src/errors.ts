@@ -93,6 +93,13 @@ export function outOfRange(name: string, rule: string, actual: unknown): RangeEr
   return err;
 }
 
+/** Node-style `Error` with `code: 'ERR_INVALID_STATE'`: the call is not allowed in the object's current state. */
+export function invalidState(message: string): Error {
+  const err = new Error(`Invalid state: ${message}`);
+  (err as Error & { code: string }).code = 'ERR_INVALID_STATE';
+  return err;
+}
+
 /** Node-style `TypeError` with `code: 'ERR_INVALID_ARG_VALUE'`. */
 export function invalidArgValue(name: string, rule: string, actual: unknown): TypeError {
   const err = new TypeError(`The argument "${name}" ${rule}. Received ${describe(actual)}`);

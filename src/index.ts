@@ -23,3 +23,5 @@ export { formatPrometheus } from './stats/prometheus.js';
 export type { PrometheusOptions, StatsSource } from './stats/prometheus.js';
 export { channelNames, muxCreateChannel, muxDestroyChannel, psockAttachChannel, psockUnattachChannel, psockErrorChannel } from './diagnostics.js';
 export type { MuxMessage, PsockMessage, PsockUnattachMessage, PsockErrorMessage } from './diagnostics.js';
+export { Requester } from './helpers/requester.js';
+export type { RequesterOptions, RequestOptions, RequesterStats, RequestId, PsockRef } from './helpers/requester.js';

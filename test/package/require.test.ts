@@ -32,6 +32,7 @@ const { KcmSocket, KcmError, lengthField, listen } = kcm;
 assert.equal(typeof KcmSocket.create, 'function');
 assert.equal(typeof lengthField, 'function');
 assert.equal(typeof listen, 'function');
+assert.equal(typeof kcm.Requester, 'function');
 (async () => {
   const esm = await import('kcm');
   // One module, not two copies: classes are identical, so instanceof works across both.
