@@ -2,6 +2,7 @@
 /**
  * The `kcm` command: a thin layer over the public API.
  */
+import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 
 const usage = `usage: kcm <command> [options]
@@ -9,7 +10,10 @@ const usage = `usage: kcm <command> [options]
 commands:
   demo     run an echo service over a multiplexor and print its statistics
   bench    compare kcm with hand-written framing, raw TCP and zeromq
-  bpf      inspect, run and execute eBPF parser programs
+  bpf      inspect, run and execute eBPF parser programs; 'kcm bpf include' for kcm.h
+
+options:
+  -v, --version  print the version of kcm
 
 run 'kcm <command> --help' for a command's options`;
 
@@ -32,6 +36,10 @@ async function main(argv: string[]): Promise<number> {
     case '--help':
       process.stdout.write(`${usage}\n`);
       return 0;
+    case '-v':
+    case '--version':
+      process.stdout.write(`${version()}\n`);
+      return 0;
     case undefined:
       process.stderr.write(`${usage}\n`);
       return 2;
@@ -39,6 +47,12 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`kcm: unknown command '${command}'\n${usage}\n`);
       return 2;
   }
+}
+
+/** The version in the package.json of the package root, three levels above this file (dist/src/cli/). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return String(pkg.version);
 }
 
 /** Runs a subcommand; an argument mistake prints its usage line on stderr and gives status 2. */

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { runCli } from './run-cli.js';
 
 test('kcm --help lists the commands and exits 0', async () => {
@@ -28,5 +29,15 @@ test('kcm demo --help and kcm bench --help print their options and exit 0', asyn
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`^usage: kcm ${command} `));
     assert.equal(r.stderr, '');
+  }
+});
+
+test('kcm --version and kcm -v print the version of the package and exit 0', async () => {
+  const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  assert.match(version, /^\d+\.\d+\.\d+/);
+  for (const flag of ['--version', '-v']) {
+    const r = await runCli([flag]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${version}\n`);
   }
 });
