@@ -4,12 +4,14 @@
  *   kcm bpf dump OBJ [--section S] [--program P]
  *   kcm bpf run OBJ --hex BYTES [--section S] [--program P] [--interpret]
  *   kcm bpf exec [MEMORY_HEX] [--elf] [--program HEX] [--interpret] [--debug]
+ *   kcm bpf include
  *
  * `exec` is the plugin interface of eBPF conformance suites: the program as hex bytes on
  * stdin (or an ELF object as hex with --elf), the memory block as hex in the first
  * argument; it prints r0 in hex and exits 0, or prints the reason on stderr and exits 1.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { KcmError, errnoName } from '../errors.js';
 import { disassembleAll } from '../bpf/disassembler.js';
 import { SHF_EXECINSTR, STT_FUNC, readElf, type ElfObject } from '../bpf/elf-reader.js';
@@ -26,7 +28,9 @@ const usage = `usage:
   kcm bpf run OBJ --hex BYTES [--section S] [--program P] [--interpret]
       the parser's result on BYTES: a length, need more, or an errno
   kcm bpf exec [MEMORY_HEX] [--elf] [--program HEX] [--interpret] [--debug]
-      raw mode: program bytes as hex on stdin (an ELF object with --elf), prints r0 in hex`;
+      raw mode: program bytes as hex on stdin (an ELF object with --elf), prints r0 in hex
+  kcm bpf include
+      the folder of kcm.h, for clang -I "$(npx kcm bpf include)"`;
 
 const RELOC_NAMES: Record<number, string> = { 1: 'R_BPF_64_64', 2: 'R_BPF_64_ABS64', 3: 'R_BPF_64_ABS32', 4: 'R_BPF_64_NODYLD32', 10: 'R_BPF_64_32' };
 
@@ -176,6 +180,19 @@ async function exec(args: Args): Promise<number> {
   return 0;
 }
 
+/** The package's `bpf/` folder, which holds `kcm.h`; this file is in dist/src/cli/. */
+export const INCLUDE_DIR = fileURLToPath(new URL('../../../bpf', import.meta.url));
+
+function include(args: Args): number {
+  if (args.positional.length > 0 || args.flags.size > 0) throw new UsageError('include takes no arguments');
+  if (!existsSync(`${INCLUDE_DIR}/kcm.h`)) {
+    err(`kcm bpf include: ${INCLUDE_DIR}/kcm.h is missing from this installation`);
+    return 1;
+  }
+  out(INCLUDE_DIR);
+  return 0;
+}
+
 /** `kcm bpf ...`: returns the exit code. */
 export async function bpfCommand(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -188,6 +205,8 @@ export async function bpfCommand(argv: string[]): Promise<number> {
         return run(args);
       case 'exec':
         return await exec(args);
+      case 'include':
+        return include(args);
       case undefined:
       case '-h':
       case '--help':
