@@ -10,10 +10,10 @@
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { KcmSocket, Multiplexor, formatKcmTable, lengthField, loadBpf, type Parser, type Psock } from '../index.js';
+import { KcmSocket, formatKcmTable, lengthField, loadBpf, type Parser, type Psock } from '../index.js';
 import { parseArgs, UsageError, type OptionSpec } from './args.js';
 
-export const demoUsage = 'usage: kcm demo [--sockets N] [--connections M] [--size BYTES] [--seconds S] [--parser length|FILE.o] [--workers]';
+export const demoUsage = 'usage: kcm demo [--sockets N] [--connections M] [--size BYTES] [--seconds S] [--parser length|FILE.o] [--workers] [--window N]';
 
 const help = `${demoUsage}
 
@@ -173,8 +173,7 @@ class Demo {
     if (tty) report(true);
     const elapsed = (lastSend - start) / 1000;
 
-    const muxes: Multiplexor[] = [this.serverSock!.mux, this.clientSocks[0]!.mux];
-    process.stdout.write(`\n${formatKcmTable(muxes)}\n`);
+    process.stdout.write(`\n${this.table()}\n`);
     const sent = this.nextSeq;
     process.stdout.write(
       `sent ${sent} messages in ${elapsed.toFixed(2)} s (${fmt(sent / elapsed)} messages/s, ` +
@@ -193,6 +192,27 @@ class Demo {
     }
     process.stdout.write(`ok: all ${sent} echoes came back intact (sequence numbers and content checked)\n`);
     return 0;
+  }
+
+  /** The /proc/net/kcm table of both multiplexors, each block labelled, then a legend. */
+  private table(): string {
+    const o = this.o;
+    const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+    const labels = [
+      o.workers
+        ? `server: kcm-1..${o.sockets} in worker threads echo every message, kcm-0 takes none; ` +
+          `${plural(o.connections, 'psock')}, one per accepted TCP connection`
+        : `server: ${plural(o.sockets, 'KCM socket')} echo every message; ${plural(o.connections, 'psock')}, one per accepted TCP connection`,
+      `client: ${plural(this.clientSocks.length, 'KCM socket')} send and read the echoes; ${plural(o.connections, 'psock')}, one per TCP connection`,
+    ];
+    const lines = formatKcmTable([this.serverSock!.mux, this.clientSocks[0]!.mux]).trimEnd().split('\n');
+    let block = 0;
+    const out: string[] = [];
+    for (const line of lines) {
+      if (/^mux\s/.test(line)) out.push(`-- ${labels[block++] ?? ''}`);
+      out.push(line);
+    }
+    return `${out.join('\n')}\n${tableLegend(out.join('\n'))}`;
   }
 
   private async startServer(): Promise<void> {
@@ -350,6 +370,30 @@ export async function echoLoop(sock: KcmSocket): Promise<void> {
       throw err;
     }
   }
+}
+
+/** What the status words of a /proc/net/kcm table mean, for the ones the table shows. */
+const STATUS_WORDS: readonly [RegExp, string][] = [
+  [/\bRxWait\b/, 'RxWait: a socket waits in receive for a message (on a psock: a message has partly arrived)'],
+  [/\b(Psck|Rsvd)-\d+/, 'Psck-N / Rsvd-N: a socket holds psock N for its sends until its queue is empty'],
+  [/\bTxWait\b/, 'TxWait: a socket waits for a free psock'],
+  [/\bWMore\b/, 'WMore: a batch is pending'],
+  [/\bTxStop\b/, 'TxStop: a psock failed and sends nothing more'],
+  [/\bRxStop\b/, 'RxStop: a psock failed and parses nothing more'],
+  [/\bRdyRx\b/, 'RxPause RdyRx: a psock holds a message no socket can take yet, and stopped reading'],
+  [/\bRxDisabled\b/, 'RxDisabled: receiving turned off on the socket (KCM_RECV_DISABLE)'],
+];
+
+/** The legend printed under the demo's table. */
+export function tableLegend(table: string): string {
+  const shown = STATUS_WORDS.filter(([word]) => word.test(table)).map(([, text]) => `  ${text}`);
+  return [
+    'legend: RX/TX-Msgs, RX/TX-Bytes: messages and bytes received and sent by the mux, each KCM socket (kcm-N)',
+    '  and each psock (psock-N, one TCP connection; RX counts what its parser cut from the stream)',
+    '  Recv-Q, Rmem: messages and bytes waiting to be read on a socket; Send-Q: messages waiting to be sent',
+    "  Smem: bytes a psock's TCP connection still holds for writing; '-': not kept for that row",
+    ...shown,
+  ].join('\n') + '\n';
 }
 
 function fmt(n: number): string {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
+import { tableLegend } from '../../src/cli/demo.js';
 import { runCli } from './run-cli.js';
 
 test('kcm demo --seconds 1 exits 0, prints both multiplexors and checks every echo', async () => {
@@ -14,6 +15,16 @@ test('kcm demo --seconds 1 exits 0, prints both multiplexors and checks every ec
     assert.match(r.stdout, new RegExp(`^psock-${i}\\s+\\d+`, 'm'));
   }
   assert.match(r.stdout, /^ok: all \d+ echoes came back intact/m);
+  // Each block says which side it is, server first, right above its mux row.
+  assert.match(r.stdout, /^-- server: 4 KCM sockets echo every message; 4 psocks, one per accepted TCP connection\nmux\s/m);
+  assert.match(r.stdout, /^-- client: 4 KCM sockets send and read the echoes; 4 psocks, one per TCP connection\nmux\s/m);
+  assert.ok(r.stdout.indexOf('-- server:') < r.stdout.indexOf('-- client:'));
+  // The legend explains the columns, and each status word the table shows.
+  assert.match(r.stdout, /^legend: RX\/TX-Msgs, RX\/TX-Bytes: /m);
+  for (const column of ['Recv-Q', 'Rmem', 'Send-Q', 'Smem']) assert.match(r.stdout, new RegExp(`^  .*${column}.*: `, 'm'));
+  for (const word of r.stdout.match(/\b(RxWait|TxWait|WMore|TxStop|RxStop|RdyRx|RxDisabled)$/gm) ?? []) {
+    assert.match(r.stdout, new RegExp(`^  .*${word}.*: `, 'm'), `the legend explains ${word}`);
+  }
   // Not a TTY: plain progress lines, no carriage returns.
   assert.doesNotMatch(r.stdout, /\r/);
 });
@@ -41,7 +52,7 @@ test('kcm demo argument errors print a usage line on stderr and exit 2', async (
     const r = await runCli(['demo', ...args]);
     assert.equal(r.code, 2, `kcm demo ${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, reason);
-    assert.match(r.stderr, /^usage: kcm demo /m);
+    assert.match(r.stderr, /^usage: kcm demo .*\[--window N\]/m);
     assert.equal(r.stdout, '');
   }
 });
@@ -68,5 +79,17 @@ test('kcm demo --workers echoes from sockets adopted in worker threads', async (
   // The main thread's socket takes nothing; the two adopted ones take every message.
   assert.match(r.stdout, /KCMs: 3, Psocks 2/);
   assert.match(r.stdout, /^kcm-0\s+0\s+0\s.*RxDisabled$/m);
+  assert.match(r.stdout, /^-- server: kcm-1\.\.2 in worker threads echo every message, kcm-0 takes none;/m);
+  assert.match(r.stdout, /^  RxDisabled: /m);
   assert.match(r.stdout, /^ok: all \d+ echoes came back intact/m);
+});
+
+test('[ST-7] the demo legend explains the columns always and a status word only where the table shows it', () => {
+  const quiet = tableLegend('kcm-0  1  2  3  4  0  0  0  - RxWait\n');
+  assert.match(quiet, /Smem: /);
+  assert.match(quiet, /RxWait: /);
+  assert.doesNotMatch(quiet, /TxStop|RdyRx|Psck-N/);
+  const busy = tableLegend('kcm-1 ... Psck-0 TxWait WMore\npsock-0 ... TxStop RxStop Rsvd-1 RxPause RdyRx\nkcm-0 ... RxDisabled\n');
+  for (const word of ['Psck-N / Rsvd-N', 'TxWait', 'WMore', 'TxStop', 'RxStop', 'RxPause RdyRx', 'RxDisabled']) assert.match(busy, new RegExp(`^  ${word}: `, 'm'));
+  assert.doesNotMatch(busy, /RxWait/);
 });
