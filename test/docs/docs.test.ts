@@ -1,0 +1,85 @@
+/**
+ * The docs as a reader meets them, in a checkout or in the installed package: each page
+ * opens with its table of contents, and every link leads somewhere that is there.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { headings, tableOf, TOC_END, TOC_START, tocPages } from './toc.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const DOCS = join(ROOT, 'docs');
+const REPOSITORY = 'https://github.com/kcm-js/kcm/';
+
+/** README.md and every docs page. */
+function pages(): string[] {
+  return [join(ROOT, 'README.md'), ...readdirSync(DOCS).filter((n) => n.endsWith('.md')).sort().map((n) => join(DOCS, n))];
+}
+
+/** The lines of a page outside fenced code, with their numbers. */
+function prose(markdown: string): [number, string][] {
+  const out: [number, string][] = [];
+  let fenced = false;
+  markdown.split('\n').forEach((line, i) => {
+    if (/^(```|~~~)/.test(line)) fenced = !fenced;
+    else if (!fenced) out.push([i + 1, line]);
+  });
+  return out;
+}
+
+test('every docs page opens with its table of contents, current with its headings', () => {
+  const pagesWithToc = tocPages(DOCS);
+  assert.ok(pagesWithToc.length >= 7);
+  for (const page of pagesWithToc) {
+    const name = relative(ROOT, page);
+    const text = readFileSync(page, 'utf8');
+    const lines = text.split('\n');
+    assert.match(lines[0]!, /^# /, `${name} starts with its title`);
+    assert.equal(lines[2], TOC_START, `${name}: the table of contents comes right under the title (npm run docs:toc)`);
+    const start = text.indexOf(TOC_START);
+    const end = text.indexOf(TOC_END) + TOC_END.length;
+    const without = text.slice(0, start) + text.slice(end);
+    assert.equal(text.slice(start, end), tableOf(without), `${name}: the table of contents is stale; run npm run docs:toc`);
+  }
+});
+
+test('every relative link of the README and docs reaches a shipped file, and its anchor a heading', () => {
+  const { files } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { files: string[] };
+  const shipped = (path: string): boolean => path === 'package.json' || files.some((f) => path === f || path.startsWith(`${f}/`));
+  for (const page of pages()) {
+    const name = relative(ROOT, page);
+    for (const [line, text] of prose(readFileSync(page, 'utf8'))) {
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1]!;
+        if (/^[a-z]+:/.test(target)) continue;
+        const [path, anchor] = target.split('#') as [string, string | undefined];
+        const file = path === '' ? page : join(dirname(page), path);
+        const where = `${name}:${line} links ${target}`;
+        assert.ok(existsSync(file), `${where}: no such file`);
+        assert.ok(shipped(relative(ROOT, file)), `${where}: not in the package; link to ${REPOSITORY} instead`);
+        if (anchor !== undefined) {
+          const slugs = headings(readFileSync(file, 'utf8')).map((h) => h.slug);
+          assert.ok(slugs.includes(anchor), `${where}: no heading with that anchor`);
+        }
+      }
+    }
+  }
+});
+
+test('the docs name files of the repository only through links to it', () => {
+  for (const page of pages()) {
+    const name = relative(ROOT, page);
+    for (const [line, text] of prose(readFileSync(page, 'utf8'))) {
+      for (const m of text.matchAll(/`((?:examples|src|test|bench)\/[^`]*)`/g)) {
+        const after = text.slice(m.index + m[0].length);
+        const before = text.slice(0, m.index);
+        assert.ok(
+          before.endsWith('[') && after.startsWith(`](${REPOSITORY}`),
+          `${name}:${line} names ${m[1]}, which the package does not ship: make it a link to ${REPOSITORY}`,
+        );
+      }
+    }
+  }
+});
