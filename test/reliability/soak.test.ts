@@ -1,6 +1,6 @@
 /**
  * The chaos soak in short (5 s): 4 KCM sockets each side, 4 connections reconnecting,
- * random resets, ends, pauses and slow reads. Every invariant of bench/soak.ts must hold:
+ * random resets, ends, pauses and slow reads. Every invariant of soak/soak.ts must hold:
  * no corrupt, duplicate or unknown message, order inversions covered by transmit
  * restarts, no loss but of messages last written to a failed connection. The long run is
  * `npm run soak -- --seconds N`.
@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
-const script = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'bench', 'soak.js');
+const script = join(fileURLToPath(new URL('.', import.meta.url)), 'soak', 'soak.js');
 
 test('a 5 s chaos soak keeps every invariant', async () => {
   const out = await new Promise<string>((resolve, reject) => {

@@ -1,5 +1,6 @@
 /**
- * Chaos soak: `npm run soak -- --seconds N [--seed S] [--slow-consumer-seconds 10] [--json]`.
+ * Chaos soak: `npm run soak -- --seconds N [--seed S] [--slow-consumer-seconds 10] [--json]`
+ * (`soak.test.ts` runs it for 5 s).
  *
  * A server multiplexor (`listen()`, 4 KCM sockets) and a client multiplexor (4 KCM
  * sockets, `sock.connect()` keeping 4 connections and reconnecting) send self-checking
@@ -23,11 +24,11 @@ import { runInNewContext } from 'node:vm';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { KcmSocket } from '../src/mux/kcm-socket.js';
-import { listen } from '../src/helpers/kcm-server.js';
-import { lengthField } from '../src/parsers/length-field.js';
-import type { KcmError } from '../src/errors.js';
-import { HeaderScanner, checkFrame, key, makeFrame, rng, skewedSize } from './soak/wire.js';
+import { KcmSocket } from '../../../src/index.js';
+import { listen } from '../../../src/helpers/kcm-server.js';
+import { lengthField } from '../../../src/parsers/length-field.js';
+import type { KcmError } from '../../../src/errors.js';
+import { HeaderScanner, checkFrame, key, makeFrame, rng, skewedSize } from './wire.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -215,7 +216,7 @@ function median(xs: number[]): number {
 
 function slowConsumer(seconds: number): Promise<Record<string, unknown> | undefined> {
   if (seconds <= 0) return Promise.resolve(undefined);
-  const script = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'test', 'reliability', 'fixtures', 'slow-consumer.js');
+  const script = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'fixtures', 'slow-consumer.js');
   return new Promise((resolve, reject) => {
     execFile(process.execPath, ['--expose-gc', script, String(seconds)], { timeout: (seconds * 2 + 120) * 1000 }, (err, stdout) => {
       if (err !== null) return reject(err);
