@@ -7,7 +7,7 @@
  * position advances by the length it returns:
  *
  * - `lengthField`: lengthField({ size: 4, adjust: 4 }), the baseline.
- * - `bpf`: loadBpf(test/fixtures/bpf/thrift.o), `return load_word(skb, 0) + 4;` compiled.
+ * - `bpf`: loadBpf(thrift.o, built from src/cli/bench/thrift.c), `return load_word(skb, 0) + 4;` compiled.
  * - `function`: (d) => d.length < 4 ? 0 : d.readUInt32BE(0) + 4, hand-written.
  * - `interpreter` (with --interpreter): the same object run by the BigInt interpreter.
  *
@@ -19,16 +19,14 @@
  *     [--object=PATH] [--interpreter]
  *   (or KCM_BENCH_SIZES=..., KCM_BENCH_BYTES=..., KCM_BENCH_ROUNDS=..., ...)
  */
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Interpreter } from '../src/bpf/interpreter.js';
 import { loadBpf, loadProgram } from '../src/bpf/load-bpf.js';
 import { lengthField } from '../src/parsers/length-field.js';
 import type { Parser } from '../src/parsers/parser.js';
 import { StreamParser } from '../src/parsers/stream-parser.js';
+import { thriftObject } from '../src/cli/bench/thrift-object.js';
 import { formatCount, formatSize, formatTable, median, parseOptions, rounds } from './lib/format.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 
 const options = parseOptions({
   /** Message sizes, header included. */
@@ -37,7 +35,7 @@ const options = parseOptions({
   bytes: 32 * 1024 * 1024,
   rounds: 11,
   chunk: 65536,
-  object: join(here, '..', '..', 'test', 'fixtures', 'bpf', 'thrift.o'),
+  object: '',
   /** Also time the interpreter (slow: BigInt registers). */
   interpreter: false,
   json: false,
@@ -87,12 +85,15 @@ function viaStreamParser(parser: Parser, chunks: Buffer[]): number {
 }
 
 const lf = lengthField({ size: 4, adjust: 4 });
-const bpf = loadBpf(options.object);
+/** The object to time: --object PATH, else the Thrift object `kcm bench` ships. */
+const object: Uint8Array | string = options.object === '' ? thriftObject() : options.object;
+const objectName = options.object === '' ? 'thrift.o (src/cli/bench/thrift.c)' : options.object;
+const bpf = loadBpf(object);
 const fn: Parser = (d) => (d.length < 4 ? 0 : d.readUInt32BE(0) + 4);
 // StreamParser recognises lengthField parsers and frames them inline; a plain wrapper
 // makes it call the function like any other parser.
 const lfCalled: Parser = (d) => lf(d);
-const loaded = loadProgram(options.object);
+const loaded = loadProgram(object);
 const oracle = new Interpreter(loaded.program, loaded.analysis);
 const interp: Parser = (d) => oracle.runParser(d);
 
@@ -147,7 +148,7 @@ const rate = (n: number, s: number): string => formatCount(n / s);
 const mbps = (bytes: number, s: number): string => (bytes / s / 1e6).toFixed(0);
 
 process.stdout.write(
-  `eBPF parser micro-benchmark: ${options.object}\n` +
+  `eBPF parser micro-benchmark: ${objectName}\n` +
     `one parser call per message on stream.subarray(pos), ${formatSize(options.bytes)} per round, median of ${options.rounds} rounds, node ${process.version}\n` +
     'ratio = msg/s relative to lengthField({ size: 4, adjust: 4 })\n\n',
 );

@@ -21,7 +21,7 @@
 import { lengthField } from '../src/parsers/length-field.js';
 import type { Parser } from '../src/parsers/parser.js';
 import { StreamParser } from '../src/parsers/stream-parser.js';
-import { NetFramer } from './contenders/net-framer.js';
+import { FrameReader } from '../src/cli/bench/frame-reader.js';
 import { formatCount, formatSize, formatTable, median, parseOptions, rounds } from './lib/format.js';
 
 const options = parseOptions({
@@ -81,7 +81,7 @@ function viaStreamParser(parser: Parser, chunks: Buffer[], reps = 1): Tally {
 
 function viaHand(chunks: Buffer[], reps = 1): Tally {
   const tally = new Tally();
-  const framer = new NetFramer((m) => tally.onMessage(m));
+  const framer = new FrameReader((m) => tally.onMessage(m));
   for (let r = 0; r < reps; r++) for (let i = 0; i < chunks.length; i++) framer.push(chunks[i]!);
   return tally;
 }

@@ -1,25 +1,28 @@
 /**
- * `npm run bench`: every benchmark of the project, one section after another, each in a
- * process of its own so that one section's garbage and JIT state do not colour the next.
+ * `npm run bench`: every benchmark of the project, one after another, each in a process
+ * of its own so that one's garbage and JIT state do not colour the next.
  *
- *   node dist/bench/run.js [--quick] [--sections=e2e,workers,parser,bpf] [e2e flags...]
+ *   node dist/bench/run.js [--quick] [--sections=e2e,ping,send,receive,bpf,workers,parser,bpf-parser] [kcm bench flags...]
  *
- * - e2e: kcm end to end against hand-written net framing, raw TCP and zeromq.js (the same
- *   code as `kcm bench`; see `e2e.ts`). Flags other than --sections go to it.
+ * - e2e, ping, send, receive, bpf: the sections of `kcm bench` (src/cli/bench/), run in
+ *   one `kcm bench --goals` process: kcm against the hand-written framer over net, end to
+ *   end, ping-pong, the send side alone, the receive side alone, and the eBPF parser
+ *   against lengthField. Flags other than --sections go to it (e.g. --strict, --sizes).
  * - workers: sockets in worker threads against the main thread (`workers.ts`).
- * - parser: the stream parser alone against a hand-written length loop (`parser.ts`).
- * - bpf: a compiled eBPF parser against lengthField (`bpf-parser.ts`).
+ * - parser: the stream parser alone against the hand-written reader (`parser.ts`).
+ * - bpf-parser: a compiled eBPF parser against lengthField, no sockets (`bpf-parser.ts`).
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const all = ['e2e', 'workers', 'parser', 'bpf'] as const;
-type Section = (typeof all)[number];
+const kcmBench = ['e2e', 'ping', 'send', 'receive', 'bpf'] as const;
+const own = ['workers', 'parser', 'bpf-parser'] as const;
+const all: readonly string[] = [...kcmBench, ...own];
 
 const args = process.argv.slice(2);
-let sections: Section[] = [...all];
+let sections: string[] = [...all];
 const rest: string[] = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
@@ -29,33 +32,41 @@ for (let i = 0; i < args.length; i++) {
     continue;
   }
   const names = value.split(',').filter(Boolean);
-  const unknown = names.filter((n) => !(all as readonly string[]).includes(n));
+  const unknown = names.filter((n) => !all.includes(n));
   if (unknown.length > 0 || names.length === 0) {
     process.stderr.write(`bench: unknown section '${unknown.join(',') || value}'; sections are ${all.join(',')}\n`);
     process.exit(2);
   }
-  sections = names as Section[];
+  sections = names;
 }
 const quick = rest.includes('--quick');
 const json = rest.includes('--json');
 
-/** Short settings for the other sections under --quick. */
-const quickArgs: Record<Exclude<Section, 'e2e'>, string[]> = {
+/** Short settings for the project's own sections under --quick. */
+const quickArgs: Record<(typeof own)[number], string[]> = {
   workers: ['--count=50k', '--heavy-count=4k', '--rounds=1', '--sections=trivial,heavy'],
   parser: ['--bytes=16m', '--rounds=5'],
-  bpf: ['--bytes=8m', '--rounds=5'],
+  'bpf-parser': ['--bytes=8m', '--rounds=5'],
 };
-const scripts: Record<Section, string> = { e2e: 'e2e-main.js', workers: 'workers.js', parser: 'parser.js', bpf: 'bpf-parser.js' };
+const scripts: Record<(typeof own)[number], string> = { workers: 'workers.js', parser: 'parser.js', 'bpf-parser': 'bpf-parser.js' };
+
+const runs: { name: string; argv: string[] }[] = [];
+const chosen = kcmBench.filter((s) => sections.includes(s));
+if (chosen.length > 0) {
+  runs.push({ name: chosen.join(','), argv: [join(here, '..', 'src', 'cli', 'main.js'), 'bench', '--goals', '--section', chosen.join(','), ...rest] });
+}
+if (!json) {
+  // --json is kcm bench's machine output; the other benchmarks print tables.
+  for (const s of own) if (sections.includes(s)) runs.push({ name: s, argv: [join(here, scripts[s]), ...(quick ? quickArgs[s] : [])] });
+}
 
 let failed = 0;
-for (const section of sections) {
-  const sectionArgs = section === 'e2e' ? rest : quick ? quickArgs[section] : [];
-  if (json && section !== 'e2e') continue; // --json is the e2e comparison's machine output
-  if (!json) process.stdout.write(`\n=== ${section} ===\n`);
-  const r = spawnSync(process.execPath, [join(here, scripts[section]), ...sectionArgs], { stdio: 'inherit' });
+for (const run of runs) {
+  if (!json) process.stdout.write(`\n=== ${run.name} ===\n`);
+  const r = spawnSync(process.execPath, run.argv, { stdio: 'inherit' });
   if (r.status !== 0) {
     failed++;
-    process.stderr.write(`bench: section ${section} failed (${r.status ?? r.signal})\n`);
+    process.stderr.write(`bench: ${run.name} failed (${r.status ?? r.signal})\n`);
   }
 }
 process.exitCode = failed === 0 ? 0 : 1;

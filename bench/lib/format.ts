@@ -1,8 +1,10 @@
 /**
- * Small helpers shared by the benchmarks: options from flags or environment, the median
- * of rounds, and plain-text tables. Nothing here knows about kcm.
+ * Small helpers shared by the benchmarks: options from flags or environment and timed
+ * rounds; the median and the tables come from the report helpers of `kcm bench`.
  */
 import { camel, kebab, lowerFirst } from '../../src/cli/args.js';
+
+export { formatCount, formatSize, formatTable, median } from '../../src/cli/bench/format.js';
 
 /** An option value: a number, a list of numbers, a string or a boolean. */
 export type OptionValue = number | number[] | string | boolean;
@@ -67,14 +69,6 @@ function envName(prefix: string, name: string): string {
   return prefix + name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 }
 
-/** The median of `values` (the mean of the middle two for an even count). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) throw new RangeError('median of no values');
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
 /**
  * Runs each case once per round, interleaved (a, b, c, a, b, c, ...) so that drift in the
  * machine's speed hits every case alike, and returns each case's per-round seconds.
@@ -97,31 +91,3 @@ export function rounds<K extends string>(cases: Record<K, () => unknown>, count:
 }
 export let blackhole: unknown;
 
-/** `1234567` → `1.23 M`, `4321` → `4.32 k`. */
-export function formatCount(n: number): string {
-  const abs = Math.abs(n);
-  if (abs >= 1e9) return `${(n / 1e9).toFixed(2)} G`;
-  if (abs >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
-  if (abs >= 1e3) return `${(n / 1e3).toFixed(2)} k`;
-  return n.toFixed(n === Math.round(n) ? 0 : 2);
-}
-
-/** `16` → `16 B`, `4096` → `4 KiB`, `65536` → `64 KiB`, `1536` → `1.5 KiB`. */
-export function formatSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
-}
-
-/** A plain-text table: first column left-aligned, the others right-aligned. */
-export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}

@@ -9,7 +9,7 @@ const usage = `usage: kcm <command> [options]
 
 commands:
   demo     run an echo service over a multiplexor and print its statistics
-  bench    compare kcm with hand-written framing, raw TCP and zeromq
+  bench    compare kcm with hand-written framing over net and with zeromq
   bpf      inspect, run and execute eBPF parser programs; 'kcm bpf include' for kcm.h
 
 options:

@@ -1,8 +1,7 @@
 /**
- * What every contender of the end-to-end benchmark provides: a receiver and a sender for
- * throughput, an echo server and a client for ping-pong latency. Each runs in its own
- * process (see `../peer.ts`); the wire format is the same for all framed contenders: a
- * 4-byte big-endian length of the payload, then the payload.
+ * What the contenders of the benchmark share: the frame they carry (a 4-byte big-endian
+ * payload length, then the payload), loopback servers and clients with Nagle off, the
+ * count of delivered messages, and the pacing rules of the senders.
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
@@ -13,53 +12,17 @@ export class Tally {
   bytes = 0;
   check = 0;
 
-  onMessage(message: Buffer): void {
+  onMessage(message: Uint8Array): void {
     this.messages++;
     this.bytes += message.length;
     this.check = (this.check + message[message.length - 1]!) | 0;
   }
-}
 
-export interface ReceiveOptions {
-  /** Payload bytes of each message. */
-  size: number;
-  connections: number;
-  /** Contender-specific variant (kcm: 'message' or 'many'). */
-  mode: string;
-}
-
-export interface SendOptions extends ReceiveOptions {
-  /** Where the receiver listens, as its `Endpoint.address`. */
-  address: string;
-}
-
-export interface PingOptions {
-  address: string;
-  size: number;
-  warmup: number;
-  count: number;
-}
-
-/** A listening side: its address for the other process, and how to close it. */
-export interface Endpoint {
-  address: string;
-  /** Bytes (raw TCP) rather than messages are counted: messages = bytes / frame size. */
-  bytesOnly?: boolean;
-  close(): Promise<void>;
-}
-
-/** A running sender. */
-export interface Running {
-  stop(): Promise<void>;
-}
-
-export interface Contender {
-  readonly name: string;
-  receive(o: ReceiveOptions, tally: Tally): Promise<Endpoint>;
-  send(o: SendOptions): Promise<Running>;
-  echo(o: { size: number }): Promise<Endpoint>;
-  /** Round-trip times in microseconds, `count` of them after `warmup` unmeasured ones. */
-  ping(o: PingOptions): Promise<number[]>;
+  /** Bytes that arrived without being framed (a receiver that discards). */
+  onBytes(chunk: Uint8Array): void {
+    this.bytes += chunk.length;
+    this.check = (this.check + chunk[chunk.length - 1]!) | 0;
+  }
 }
 
 /** A frame: the 4-byte big-endian payload length, then `size` payload bytes. */
@@ -68,6 +31,11 @@ export function makeFrame(size: number): Buffer {
   frame.writeUInt32BE(size, 0);
   for (let i = 4; i < frame.length; i++) frame[i] = i & 0xff;
   return frame;
+}
+
+/** Frames per burst handed to a sender loop: as many as fill about 64 KiB, at most 256. */
+export function burstOf(frameLength: number): number {
+  return Math.max(1, Math.min(256, Math.floor(65536 / frameLength)));
 }
 
 /** A TCP server on 127.0.0.1, an ephemeral port, Nagle off for every connection. */
@@ -111,10 +79,36 @@ export function microsSince(start: bigint): number {
 export function ignore(): void {}
 
 /**
- * Bytes a sender queues before it lets the event loop run (when nothing made it wait):
- * every sender yields on the same rule, so none of them starves its own I/O.
+ * Bytes a hand-written sender queues before it lets the event loop run when nothing made
+ * it wait, so that it does not starve its own I/O.
  */
 export const YIELD_BYTES = 256 * 1024;
+
+/**
+ * Whether a sender loop goes on: until `stop()`, and never past `ms` after its start. A
+ * loop that never waits (its writes all complete at once) keeps its process from running
+ * timers and I/O, so it cannot be told to stop; the deadline ends it anyway. The clock is
+ * read once every 256 calls.
+ */
+export class Deadline {
+  private readonly end: number;
+  private calls = 0;
+  private running = true;
+
+  constructor(ms: number) {
+    this.end = performance.now() + ms;
+  }
+
+  on(): boolean {
+    if (!this.running) return false;
+    if ((++this.calls & 255) === 0 && performance.now() >= this.end) this.running = false;
+    return this.running;
+  }
+
+  stop(): void {
+    this.running = false;
+  }
+}
 
 /** Lets the event loop run I/O once. */
 export function yieldToLoop(): Promise<void> {
@@ -132,35 +126,4 @@ export function drained(s: net.Socket): Promise<void> {
     s.on('drain', done);
     s.on('close', done);
   });
-}
-
-/**
- * Writes `chunk` over and over on the sockets in turn, waiting for 'drain' where a socket
- * asks to, until stopped (the plain senders of the net and raw contenders).
- */
-export function writeRoundRobin(sockets: net.Socket[], chunk: Buffer): Running {
-  let running = true;
-  const loop = async (): Promise<void> => {
-    const n = sockets.length;
-    let i = 0;
-    let queued = 0;
-    while (running) {
-      const s = sockets[i]!;
-      i = i + 1 === n ? 0 : i + 1;
-      queued += chunk.length;
-      if (queued >= YIELD_BYTES) {
-        queued = 0;
-        await yieldToLoop();
-      }
-      if (!s.write(chunk)) await drained(s);
-    }
-  };
-  const done = loop().catch(() => undefined);
-  return {
-    async stop() {
-      running = false;
-      for (const s of sockets) s.destroy();
-      void done;
-    },
-  };
 }

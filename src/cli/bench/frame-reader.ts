@@ -1,10 +1,11 @@
 /**
- * The hand-written 4-byte length framing a Node developer writes over `net`: each message
- * to a callback as a Buffer, a `subarray` when it lies inside one chunk, one copy when it
- * spans chunks, a partial header kept across chunks. The message is the whole frame,
- * header included, as kcm delivers it.
+ * The receiving half of the hand-written 4-byte length framing a Node developer writes
+ * over `net`: one loop over each chunk, each message to a callback as a Buffer, a
+ * `subarray` of the chunk when it lies inside it, one copy only when it spans chunks, a
+ * partial header kept across chunks. The message is the whole frame, header included, as
+ * kcm delivers it.
  */
-export class NetFramer {
+export class FrameReader {
   /** Header bytes of a frame whose header spans chunks. */
   private readonly head = Buffer.allocUnsafe(4);
   private headLen = 0;

@@ -1,10 +1,11 @@
 /**
- * zeromq.js over tcp: PUSH/PULL for throughput (one PUSH socket per connection, round-robin
- * by the sender, fair-queued by the PULL socket) and REQ/REP for ping-pong. zeromq frames
- * messages itself, so the payload goes without kcm's 4-byte header. Loaded on demand: it is
- * an optional dependency of the benchmark.
+ * zeromq.js over tcp: PUSH/PULL for throughput (one PUSH socket per connection, each
+ * `await push.send()` in a loop, fair-queued by the PULL socket) and REQ/REP for
+ * ping-pong. zeromq frames messages itself, so the payload goes without the 4-byte
+ * header. An optional contender: loaded on demand, skipped with a hint when absent.
  */
-import { makeFrame, microsSince, YIELD_BYTES, yieldToLoop, type Contender, type Endpoint, type PingOptions, type ReceiveOptions, type Running, type SendOptions, type Tally } from './contender.js';
+import { Deadline, ignore, makeFrame, microsSince, YIELD_BYTES, yieldToLoop, type Tally } from '../wire.js';
+import type { Endpoint, Pinger, ReceiveOptions, Receiver, Running, Sender, SendOptions } from './contender.js';
 
 type Zmq = typeof import('zeromq');
 
@@ -16,17 +17,23 @@ export function loadZeromq(): Promise<Zmq> {
   return loaded;
 }
 
-export const zeromqContender: Contender = {
-  name: 'zeromq',
+/** Why zeromq cannot run, in words for the user (`err` from {@link loadZeromq}). */
+export function zeromqMissing(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  if (e.code === 'ERR_MODULE_NOT_FOUND' || /Cannot find (package|module) 'zeromq'/.test(e.message ?? '')) {
+    return 'zeromq is not installed: npm install zeromq to compare against ZeroMQ';
+  }
+  return `zeromq cannot be loaded (${(e.message ?? String(err)).split('\n')[0]}): reinstall it with npm install zeromq to compare against ZeroMQ`;
+}
 
-  async receive(o: ReceiveOptions, tally: Tally): Promise<Endpoint> {
-    void o;
+export const zeromqReceiver: Receiver = {
+  async receive(_o: ReceiveOptions, tally: Tally): Promise<Endpoint> {
     const zmq = await loadZeromq();
     const pull = new zmq.Pull({ linger: 0 });
     await pull.bind('tcp://127.0.0.1:*');
     void (async () => {
       for await (const [m] of pull) tally.onMessage(m!);
-    })().catch(() => undefined);
+    })().catch(ignore);
     return {
       address: pull.lastEndpoint!,
       async close() {
@@ -34,7 +41,9 @@ export const zeromqContender: Contender = {
       },
     };
   },
+};
 
+export const zeromqSender: Sender = {
   async send(o: SendOptions): Promise<Running> {
     const zmq = await loadZeromq();
     const payload = makeFrame(o.size).subarray(4);
@@ -44,10 +53,10 @@ export const zeromqContender: Contender = {
       push.connect(o.address);
       pushes.push(push);
     }
-    let running = true;
+    const running = new Deadline(o.durationMs);
     const loop = async (push: InstanceType<Zmq['Push']>): Promise<void> => {
       let queued = 0;
-      while (running) {
+      while (running.on()) {
         await push.send(payload);
         queued += payload.length + 4;
         if (queued >= YIELD_BYTES) {
@@ -56,23 +65,25 @@ export const zeromqContender: Contender = {
         }
       }
     };
-    const done = pushes.map((p) => loop(p).catch(() => undefined));
+    const done = pushes.map((p) => loop(p).catch(ignore));
     return {
       async stop() {
-        running = false;
+        running.stop();
         for (const p of pushes) p.close();
-        void done;
+        await Promise.all(done);
       },
     };
   },
+};
 
+export const zeromqPinger: Pinger = {
   async echo(): Promise<Endpoint> {
     const zmq = await loadZeromq();
     const rep = new zmq.Reply({ linger: 0 });
     await rep.bind('tcp://127.0.0.1:*');
     void (async () => {
       for await (const [m] of rep) await rep.send(m!);
-    })().catch(() => undefined);
+    })().catch(ignore);
     return {
       address: rep.lastEndpoint!,
       async close() {
@@ -81,7 +92,7 @@ export const zeromqContender: Contender = {
     };
   },
 
-  async ping(o: PingOptions): Promise<number[]> {
+  async ping(o): Promise<number[]> {
     const zmq = await loadZeromq();
     const req = new zmq.Request({ linger: 0 });
     req.connect(o.address);
