@@ -22,7 +22,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { KcmSocket, lengthField, listen, type KcmConnector, type KcmServer } from '../src/index.js';
+import { KcmError, KcmSocket, Requester, lengthField, listen, type KcmConnector, type KcmServer } from '../src/index.js';
 
 export const parser = lengthField({ offset: 8, size: 4, adjust: 24, max: 1024 * 1024 + 24 });
 
@@ -82,26 +82,19 @@ export function parse(frame: Buffer): Packet {
 export class MemcachedClient {
   readonly socket = KcmSocket.create();
   readonly connector: KcmConnector;
-  private readonly pending = new Map<number, (p: Packet) => void>();
+  readonly requester: Requester;
   private opaque = 0;
 
-  constructor(host: string, port: number, connections = 4) {
-    this.connector = this.socket.connect({ host, port, connections, parser });
-    this.socket.on('message', (frame: Buffer) => {
-      const p = parse(frame);
-      const done = this.pending.get(p.opaque);
-      if (p.magic !== RESPONSE || done === undefined) return;
-      this.pending.delete(p.opaque);
-      done(p);
-    });
+  /** `failAfter`: ms with no connection up before calls fail (ECONNREFUSED …) instead of waiting. */
+  constructor(host: string, port: number, connections = 4, failAfter = 3000) {
+    this.connector = this.socket.connect({ host, port, connections, parser, failAfter });
+    // Responses are matched by their opaque field, whichever connection brought them.
+    this.requester = new Requester(this.socket, { id: (frame) => (frame[0] === RESPONSE ? frame.readUInt32BE(12) : undefined), timeout: 5000 });
   }
 
-  private request(opcode: number, fields: { key?: Buffer; extras?: Buffer; value?: Buffer }): Promise<Packet> {
+  private async request(opcode: number, fields: { key?: Buffer; extras?: Buffer; value?: Buffer }): Promise<Packet> {
     const opaque = (this.opaque = (this.opaque + 1) >>> 0);
-    return new Promise<Packet>((resolve, reject) => {
-      this.pending.set(opaque, resolve);
-      this.socket.send(packet(REQUEST, opcode, opaque, fields)).catch(reject);
-    });
+    return parse(await this.requester.request(packet(REQUEST, opcode, opaque, fields), opaque));
   }
 
   async set(key: string, value: Buffer | string, expiry = 0): Promise<void> {
@@ -126,6 +119,7 @@ export class MemcachedClient {
   }
 
   async close(): Promise<void> {
+    this.requester.close();
     await this.connector.close();
     this.socket.close();
   }
@@ -203,7 +197,9 @@ async function main(): Promise<void> {
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((err) => {
-    console.error(err);
+    // A server that is down is reported in one line, not a stack trace.
+    if (err instanceof KcmError && err.message.startsWith('no connection')) console.error(`memcached-client: cannot reach the server: ${err.code} (${err.message})`);
+    else console.error(err);
     process.exit(1);
   });
 }

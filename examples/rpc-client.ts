@@ -6,7 +6,9 @@
  * (its request or reply was on a connection that failed) is made again: the methods
  * are idempotent, and a late reply to the first attempt is counted as unmatched.
  *
- *   node dist/examples/rpc-client.js --port 7070 [--calls 1000]
+ *   node dist/examples/rpc-client.js --port 7070 [--calls 1000] [--fail-after 3000]
+ *
+ * With no server it exits with status 1 and one line on stderr after `--fail-after` ms.
  */
 import { pathToFileURL } from 'node:url';
 import { KcmError, KcmSocket, Requester, type KcmConnector } from '../src/index.js';
@@ -19,7 +21,11 @@ export class RpcClient {
   private nextId = 1;
   private readonly attempts: number;
 
-  constructor(options: { port: number; host?: string; connections?: number; sockets?: number; timeout?: number; attempts?: number }) {
+  /**
+   * `failAfter`: ms with no connection up before calls fail (`ECONNREFUSED` …) instead of
+   * waiting; default 3000.
+   */
+  constructor(options: { port: number; host?: string; connections?: number; sockets?: number; timeout?: number; attempts?: number; failAfter?: number }) {
     const first = KcmSocket.create();
     this.sockets = [first];
     for (let i = 1; i < (options.sockets ?? 4); i++) this.sockets.push(first.clone());
@@ -29,6 +35,7 @@ export class RpcClient {
       connections: options.connections ?? 4,
       parser,
       backoff: { initial: 50, max: 2000 },
+      failAfter: options.failAfter ?? 3000,
     });
     this.requester = new Requester(this.sockets, { id: (reply) => reply.readUInt32BE(4), timeout: options.timeout ?? 1000 });
     this.attempts = options.attempts ?? 3;
@@ -57,7 +64,7 @@ export class RpcClient {
 }
 
 /** Makes `calls` concurrent calls of every method and checks each answer. */
-export async function runRpcClient(options: { port: number; host?: string; calls?: number }): Promise<{ calls: number; ms: number }> {
+export async function runRpcClient(options: { port: number; host?: string; calls?: number; failAfter?: number }): Promise<{ calls: number; ms: number }> {
   const client = new RpcClient(options);
   const calls = options.calls ?? 1000;
   const started = Date.now();
@@ -91,13 +98,15 @@ async function main(): Promise<void> {
     const at = process.argv.indexOf(name);
     return at > 0 ? Number(process.argv[at + 1]) : dflt;
   };
-  const { calls, ms } = await runRpcClient({ port: arg('--port', 7070), calls: arg('--calls', 1000) });
+  const { calls, ms } = await runRpcClient({ port: arg('--port', 7070), calls: arg('--calls', 1000), failAfter: arg('--fail-after', 3000) });
   process.stdout.write(`${calls} calls answered correctly in ${ms} ms over 4 connections\n`);
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((err) => {
-    console.error(err);
+    // A server that is down is reported in one line, not a stack trace.
+    if (err instanceof KcmError && err.message.startsWith('no connection')) console.error(`rpc-client: cannot reach the server: ${err.code} (${err.message})`);
+    else console.error(err);
     process.exit(1);
   });
 }

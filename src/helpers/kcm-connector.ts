@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
-import { KcmError, checkInteger, invalidArgType } from '../errors.js';
+import { KcmError, checkInteger, errnos, invalidArgType, type ErrnoName } from '../errors.js';
 import type { Parser } from '../parsers/parser.js';
 import type { KcmSocket } from '../mux/kcm-socket.js';
 import type { Psock } from '../mux/psock.js';
@@ -23,6 +23,14 @@ export interface ConnectOptions {
   assemblyTimeout?: number;
   /** Delays between attempts of one connection. */
   backoff?: BackoffOptions;
+  /**
+   * Milliseconds with no connection up after which sends fail: while no connection is up
+   * sends wait (as for buffer space); after `failAfter` ms waiting and later sends reject
+   * with `KcmError` `ECONNREFUSED` (or the errno of the last failure's cause) and
+   * `'error'` is emitted, until a connection is up again. Default: never (sends queue
+   * [T-18]).
+   */
+  failAfter?: number;
   /** Milliseconds a connection attempt may take before it counts as failed (`ETIMEDOUT`); default none. */
   connectTimeout?: number;
   /** Milliseconds {@link KcmConnector.close} waits for queued messages to leave and peers to close; default 2000. */
@@ -75,6 +83,10 @@ export interface KcmConnectorStats {
   connectFailures: number;
   /** Retries scheduled. */
   reconnects: number;
+  /** Times `failAfter` ran out with no connection up. */
+  failures: number;
+  /** True while sends fail (`failAfter` ran out, no connection up since). */
+  failing: boolean;
 }
 
 const kSlot: unique symbol = Symbol('kcm.connector.slot');
@@ -125,6 +137,11 @@ export class KcmConnector extends EventEmitter {
   private nDisconnects = 0;
   private nConnectFailures = 0;
   private nReconnects = 0;
+  private readonly failAfter: number;
+  private failTimer: NodeJS.Timeout | undefined = undefined;
+  private lastError: KcmError | undefined = undefined;
+  private failure: KcmError | undefined = undefined;
+  private nFailures = 0;
   private readonly onAbort = (): void => void this.close();
   private readonly onSocketClose = (): void => void this.close();
 
@@ -144,6 +161,7 @@ export class KcmConnector extends EventEmitter {
     this.backoff = new Backoff(options.backoff);
     this.connectTimeout = options.connectTimeout === undefined ? 0 : checkInteger('options.connectTimeout', options.connectTimeout, 1, 0x7fffffff);
     this.closeTimeout = options.closeTimeout === undefined ? 2000 : checkInteger('options.closeTimeout', options.closeTimeout, 0, 0x7fffffff);
+    this.failAfter = options.failAfter === undefined ? 0 : checkInteger('options.failAfter', options.failAfter, 1, 0x7fffffff);
     const create = options.createConnection ?? defaultCreateConnection;
     if (typeof create !== 'function') throw invalidArgType('options.createConnection', 'of type function', create);
     this.create = create;
@@ -163,6 +181,8 @@ export class KcmConnector extends EventEmitter {
     }
     signal?.addEventListener('abort', this.onAbort, { once: true });
     socket.once('close', this.onSocketClose);
+    // Nothing is up yet: with failAfter, sends wait for a connection or fail.
+    if (this.failAfter > 0) this.down();
     // Started on the next tick, so that listeners added after connect() see every event.
     process.nextTick(startConnector, this);
   }
@@ -193,6 +213,8 @@ export class KcmConnector extends EventEmitter {
       disconnects: this.nDisconnects,
       connectFailures: this.nConnectFailures,
       reconnects: this.nReconnects,
+      failures: this.nFailures,
+      failing: this.failure !== undefined,
     };
   }
 
@@ -206,6 +228,10 @@ export class KcmConnector extends EventEmitter {
     if (this.closing !== undefined) return this.closing;
     this.signal?.removeEventListener('abort', this.onAbort);
     this.socket.removeListener('close', this.onSocketClose);
+    if (this.failTimer !== undefined) clearTimeout(this.failTimer);
+    this.failTimer = undefined;
+    // Sends of the socket go back to queueing [T-18].
+    if (this.failAfter > 0) this.socket.mux.setTxGate(undefined);
     for (const slot of this.slots) {
       if (slot.timer !== undefined) clearTimeout(slot.timer);
       if (slot.connectTimer !== undefined) clearTimeout(slot.connectTimer);
@@ -278,6 +304,7 @@ export class KcmConnector extends EventEmitter {
     slot.failures = 0;
     this.nConnected++;
     this.nConnects++;
+    if (this.nConnected === 1 && this.failAfter > 0) this.up();
     this.emit('connect', { slot: slot.index, transport: slot.transport!, psock: slot.psock! } satisfies ConnectEvent);
   }
 
@@ -296,9 +323,11 @@ export class KcmConnector extends EventEmitter {
       detach(this.socket.mux, t, this.socket);
       t.destroy();
     }
+    this.lastError = error;
     if (wasConnected) {
       this.nConnected--;
       this.nDisconnects++;
+      if (this.nConnected === 0 && this.failAfter > 0 && this.closing === undefined) this.down();
     } else {
       this.nConnectFailures++;
     }
@@ -316,6 +345,32 @@ export class KcmConnector extends EventEmitter {
     this.nReconnects++;
     slot.timer = setTimeout(slotOnTimer, delay, slot);
     this.emit('reconnecting', { slot: slot.index, attempt: slot.failures, delay, error } satisfies ReconnectingEvent);
+  }
+
+  /** No connection is up: sends wait, and fail after `failAfter` ms. */
+  private down(): void {
+    this.socket.mux.setTxGate(true);
+    if (this.failTimer === undefined) this.failTimer = setTimeout(connectorOnFailAfter, this.failAfter, this);
+  }
+
+  /** A connection is up: waiting sends proceed, failing ones stop failing. */
+  private up(): void {
+    if (this.failTimer !== undefined) clearTimeout(this.failTimer);
+    this.failTimer = undefined;
+    this.failure = undefined;
+    this.socket.mux.setTxGate(undefined);
+  }
+
+  /** @internal `failAfter` ms without a connection: sends fail until one is up. */
+  failNow(): void {
+    this.failTimer = undefined;
+    if (this.closing !== undefined || this.nConnected > 0) return;
+    const cause = this.lastError;
+    const code = causeErrno(cause);
+    this.failure = new KcmError(code, `no connection for ${this.failAfter} ms${cause === undefined ? '' : `: ${messageOf(cause)}`}`, cause === undefined ? undefined : { cause });
+    this.nFailures++;
+    this.socket.mux.setTxGate(this.failure);
+    if (this.listenerCount('error') > 0) this.emit('error', this.failure, -1);
   }
 
   /** @internal */
@@ -353,6 +408,23 @@ function slotOnConnectTimeout(slot: Slot): void {
   if (t !== undefined && !slot.connected) {
     t.destroy(new KcmError('ETIMEDOUT', `connection attempt to ${t.remoteAddress ?? 'the server'} timed out`));
   }
+}
+
+function connectorOnFailAfter(c: KcmConnector): void {
+  c.failNow();
+}
+
+/** The errno of a connection failure: the first known errno name down its cause chain, else ECONNREFUSED. */
+function causeErrno(err: unknown): ErrnoName {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== 'EPIPE' && Object.hasOwn(errnos, code)) return code as ErrnoName;
+  }
+  return 'ECONNREFUSED';
+}
+
+function messageOf(err: Error): string {
+  return err.cause instanceof Error ? err.cause.message : err.message;
 }
 
 function startConnector(c: KcmConnector): void {

@@ -295,6 +295,7 @@ export class KcmSocket extends EventEmitter {
       signal = checkSignal(options.signal);
     }
     if (this.closed) return Promise.reject(badf('send'));
+    if (this.mux.txGate instanceof Error) return Promise.reject(this.mux.txGate);
     if (signal !== undefined && signal.aborted) {
       this.sendFailed();
       return Promise.reject(new AbortError(signal.reason));
@@ -321,6 +322,7 @@ export class KcmSocket extends EventEmitter {
       batch = checkBool('options.batch', options.batch, false);
     }
     this.checkOpen();
+    if (this.mux.txGate instanceof Error) throw this.mux.txGate;
     if (this.sendWaiters.length > 0 || !this.admits()) {
       this.flushBatch();
       return false;
@@ -338,6 +340,7 @@ export class KcmSocket extends EventEmitter {
     const all: Buffer[][] = new Array(messages.length);
     for (let i = 0; i < messages.length; i++) all[i] = toParts(messages[i]!, `messages[${i}]`);
     if (this.closed) return Promise.reject(badf('sendMany'));
+    if (this.mux.txGate instanceof Error) return Promise.reject(this.mux.txGate);
     const last = all.length - 1;
     for (let i = 0; i <= last; i++) {
       const parts = all[i]!;
@@ -361,7 +364,21 @@ export class KcmSocket extends EventEmitter {
 
   /** [T-3 step 3] room for a new message, or a message is open [T-7b]. */
   private admits(): boolean {
-    return this.openMsg !== undefined || this.smem < this.sendBufferSize;
+    return this.openMsg !== undefined || (this.smem < this.sendBufferSize && this.mux.txGate === undefined);
+  }
+
+  /** @internal The multiplexor's send gate changed: waiting sends fail with its error, or proceed. */
+  txGateChanged(): void {
+    const gate = this.mux.txGate;
+    if (gate instanceof Error) {
+      for (const req of this.sendWaiters.drain()) {
+        if (req.onAbort !== undefined) req.signal!.removeEventListener('abort', req.onAbort);
+        req.reject(gate);
+      }
+      this.sendFailed();
+    } else if (gate === undefined) {
+      this.kickSenders();
+    }
   }
 
   /** [T-3 steps 4-6] takes the bytes, completes and queues the message, starts writing. */

@@ -109,6 +109,19 @@ export class Multiplexor extends EventEmitter {
     if (diag.muxCreateChannel.hasSubscribers || diag.debugEnabled) diag.onMuxCreate(this);
   }
 
+  /**
+   * @internal Set by a connector with `failAfter`: `true` holds new sends (they wait as
+   * for buffer space) while no connection is up; an error fails waiting and new sends.
+   */
+  txGate: Error | true | undefined = undefined;
+
+  /** @internal Holds (true), fails (an error) or lets through (undefined) the sends of every socket. */
+  setTxGate(gate: Error | true | undefined): void {
+    if (this.txGate === gate) return;
+    this.txGate = gate;
+    for (const k of this.socketList.slice()) k.txGateChanged();
+  }
+
   /** The live KCM sockets of this multiplexor, in index order. */
   get sockets(): readonly KcmSocket[] {
     return this.socketList.slice();

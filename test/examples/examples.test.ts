@@ -87,6 +87,23 @@ test('memcached-client runs as a program against its embedded server', async () 
   assert.equal(r.stdout, 'stored 200, read back 200, deleted 100, then 100 missing\n');
 });
 
+test('with their server down, the clients exit 1 with one clear line instead of hanging', async () => {
+  const net = await import('node:net');
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => probe.once('listening', r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  const [rpc, memcached] = await Promise.all([
+    run('rpc-client.js', ['--port', String(port), '--calls', '10', '--fail-after', '300']),
+    run('memcached-client.js', ['--server', `127.0.0.1:${port}`]),
+  ]);
+  assert.equal(rpc.code, 1);
+  assert.equal(rpc.stdout, '');
+  assert.match(rpc.stderr, /^rpc-client: cannot reach the server: ECONNREFUSED \(no connection for 300 ms: connect ECONNREFUSED 127\.0\.0\.1:\d+\)\n$/);
+  assert.equal(memcached.code, 1);
+  assert.match(memcached.stderr, /^memcached-client: cannot reach the server: ECONNREFUSED \(no connection for 3000 ms: .*\)\n$/);
+});
+
 test('memcached session over 4 connections', async () => {
   const server = await startFakeMemcached();
   try {

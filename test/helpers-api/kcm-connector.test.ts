@@ -70,7 +70,7 @@ test('connect opens M connections, attaches them and messages flow both ways', a
       assert.equal(requests.get(id), 1);
       assert.equal(got.get(id), 1);
     }
-    assert.deepEqual({ ...conn.stats() }, { connections: 3, connected: 3, connects: 3, disconnects: 0, connectFailures: 0, reconnects: 0 });
+    assert.deepEqual({ ...conn.stats() }, { connections: 3, connected: 3, connects: 3, disconnects: 0, connectFailures: 0, reconnects: 0, failures: 0, failing: false });
   } finally {
     await conn.close();
     client.close();
