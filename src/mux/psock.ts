@@ -4,6 +4,7 @@ import { KcmError } from '../errors.js';
 import { StreamParser, type StreamParserSink, type StreamParserStats } from '../parsers/stream-parser.js';
 import type { Parser } from '../parsers/parser.js';
 import { Fifo } from './fifo.js';
+import { notTcpOnceConnected } from './transport-check.js';
 import type { KcmSocket } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
 import { WRITE_PIECE, type TxMessage } from './tx-message.js';
@@ -382,7 +383,11 @@ function transportOnDrain(this: Transport): void {
 
 function transportOnConnect(this: Transport): void {
   const psock = this[kPsock];
-  if (psock !== undefined) psock.mux.psockConnected(psock);
+  if (psock === undefined) return;
+  // [A-5] attached while connecting: only now does the socket say whether it is TCP.
+  const reason = notTcpOnceConnected(this);
+  if (reason !== undefined) psock.mux.psockFailed(psock, new KcmError('EOPNOTSUPP', `psock-${psock.index}: ${reason}`));
+  else psock.mux.psockConnected(psock);
 }
 
 function transportOnEnd(this: Transport): void {
