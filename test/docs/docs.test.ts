@@ -45,7 +45,7 @@ test('every docs page opens with its table of contents, current with its heading
   }
 });
 
-test('every relative link of the README and docs reaches a shipped file, and its anchor a heading', () => {
+test('every link of the README and docs reaches a shipped file and its anchor a heading, or a file of the repository', () => {
   const { files } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { files: string[] };
   const shipped = (path: string): boolean => path === 'package.json' || files.some((f) => path === f || path.startsWith(`${f}/`));
   for (const page of pages()) {
@@ -53,6 +53,12 @@ test('every relative link of the README and docs reaches a shipped file, and its
     for (const [line, text] of prose(readFileSync(page, 'utf8'))) {
       for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
         const target = m[1]!;
+        if (target.startsWith(REPOSITORY)) {
+          // A link into the repository names a file of this checkout.
+          const path = /^(?:blob|tree)\/main\/([^#]+)/.exec(target.slice(REPOSITORY.length))?.[1];
+          if (path !== undefined) assert.ok(existsSync(join(ROOT, path)), `${name}:${line} links ${target}: no ${path} in the repository`);
+          continue;
+        }
         if (/^[a-z]+:/.test(target)) continue;
         const [path, anchor] = target.split('#') as [string, string | undefined];
         const file = path === '' ? page : join(dirname(page), path);
