@@ -27,7 +27,7 @@ import * as net from 'node:net';
 import { once } from 'node:events';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { KcmSocket } from '../src/mux/kcm-socket.js';
+import { KcmSocket } from '../src/index.js';
 import { lengthField } from '../src/parsers/length-field.js';
 import { formatCount, formatSize, formatTable, median, parseOptions } from './lib/format.js';
 

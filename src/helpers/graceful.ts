@@ -2,6 +2,7 @@ import type * as net from 'node:net';
 import type { KcmSocket } from '../mux/kcm-socket.js';
 import type { Multiplexor } from '../mux/multiplexor.js';
 import { KcmError } from '../errors.js';
+import { noop } from '../mux/noop.js';
 
 /** An open KCM socket of `mux`, through which attach and unattach can be called. */
 export function liveSocket(mux: Multiplexor, preferred?: KcmSocket): KcmSocket | undefined {
@@ -70,5 +71,3 @@ function destroyTransport(transport: net.Socket): void {
   transport.destroy();
 }
 
-/** Swallows errors of a transport whose failures are reported through its psock. */
-export function noop(): void {}

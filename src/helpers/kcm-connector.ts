@@ -5,7 +5,9 @@ import type { Parser } from '../parsers/parser.js';
 import type { KcmSocket } from '../mux/kcm-socket.js';
 import type { Psock } from '../mux/psock.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { detach, endTransport, noop, waitTxIdle } from './graceful.js';
+import { detach, endTransport, waitTxIdle } from './graceful.js';
+import { checkAttachOptions, type CheckedAttachOptions } from '../mux/attach-options.js';
+import { noop } from '../mux/noop.js';
 
 /** Options of {@link KcmSocket.connect}. */
 export interface ConnectOptions {
@@ -89,6 +91,17 @@ export interface KcmConnectorStats {
   failing: boolean;
 }
 
+/** The events of a {@link KcmConnector}, with their listeners' arguments. */
+export interface KcmConnectorEvents {
+  /** A connection failed (emitted only when listened to); `slot` is which of the M. */
+  error: [error: KcmError, slot: number];
+  connect: [event: ConnectEvent];
+  disconnect: [event: DisconnectEvent];
+  reconnecting: [event: ReconnectingEvent];
+  /** Stopped, every transport closed. */
+  close: [];
+}
+
 const kSlot: unique symbol = Symbol('kcm.connector.slot');
 type SlotTransport = net.Socket & { [kSlot]?: Slot };
 
@@ -115,7 +128,7 @@ interface Slot {
  * `'reconnecting'` {@link ReconnectingEvent}; `'connect'` {@link ConnectEvent} when a
  * connection is established; `'close'` once stopped and every transport closed.
  */
-export class KcmConnector extends EventEmitter {
+export class KcmConnector extends EventEmitter<KcmConnectorEvents> {
   /** The KCM socket whose multiplexor the connections are attached to. */
   readonly socket: KcmSocket;
   /** Connections kept (M). */
@@ -125,7 +138,7 @@ export class KcmConnector extends EventEmitter {
 
   private readonly host: string;
   private readonly port: number;
-  private readonly attachOptions: { parser: Parser; maxMessageSize?: number; assemblyTimeout?: number };
+  private readonly attachOptions: CheckedAttachOptions;
   private readonly connectTimeout: number;
   private readonly closeTimeout: number;
   private readonly create: (options: { host: string; port: number }) => net.Socket;
@@ -154,10 +167,7 @@ export class KcmConnector extends EventEmitter {
     if (typeof host !== 'string') throw invalidArgType('options.host', 'of type string', host);
     this.host = host;
     this.connections = options.connections === undefined ? 1 : checkInteger('options.connections', options.connections, 1, 65535);
-    if (typeof options.parser !== 'function') throw invalidArgType('options.parser', 'of type function', options.parser);
-    this.attachOptions = { parser: options.parser };
-    if (options.maxMessageSize !== undefined) this.attachOptions.maxMessageSize = checkInteger('options.maxMessageSize', options.maxMessageSize, 1);
-    if (options.assemblyTimeout !== undefined) this.attachOptions.assemblyTimeout = checkInteger('options.assemblyTimeout', options.assemblyTimeout, 0, 0x7fffffff);
+    this.attachOptions = checkAttachOptions(options);
     this.backoff = new Backoff(options.backoff);
     this.connectTimeout = options.connectTimeout === undefined ? 0 : checkInteger('options.connectTimeout', options.connectTimeout, 1, 0x7fffffff);
     this.closeTimeout = options.closeTimeout === undefined ? 2000 : checkInteger('options.closeTimeout', options.closeTimeout, 0, 0x7fffffff);
@@ -438,9 +448,4 @@ function emitClose(c: KcmConnector): void {
 function asKcmError(err: unknown): KcmError {
   if (err instanceof KcmError) return err;
   return new KcmError('EPIPE', `connection failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-}
-
-/** `sock.connect(options)`: see {@link KcmConnector}. */
-export function connect(socket: KcmSocket, options: ConnectOptions): KcmConnector {
-  return new KcmConnector(socket, options);
 }

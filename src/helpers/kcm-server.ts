@@ -6,7 +6,9 @@ import { KcmSocket, type KcmSocketOptions } from '../mux/kcm-socket.js';
 import type { Multiplexor } from '../mux/multiplexor.js';
 import type { Psock } from '../mux/psock.js';
 import { AbortError } from '../mux/abort-error.js';
-import { detach, endTransport, liveSocket, noop, waitTxIdle } from './graceful.js';
+import { detach, endTransport, liveSocket, waitTxIdle } from './graceful.js';
+import { checkAttachOptions, type CheckedAttachOptions } from '../mux/attach-options.js';
+import { noop } from '../mux/noop.js';
 
 /** Options of {@link KcmServer}. */
 export interface KcmServerOptions {
@@ -45,6 +47,12 @@ export interface ServerConnectionEvent {
   psock: Psock;
 }
 
+/** Payload of the server's `'disconnect'` event. */
+export interface ServerDisconnectEvent extends ServerConnectionEvent {
+  /** The psock's error. */
+  error: KcmError;
+}
+
 /** Counters of a {@link KcmServer}. */
 export interface KcmServerStats {
   /** Connections attached now. */
@@ -59,6 +67,16 @@ export interface KcmServerStats {
 
 const kServer: unique symbol = Symbol('kcm.server');
 type ServerTransport = net.Socket & { [kServer]?: KcmServer };
+
+/** The server's own events, typed; those of `net.Server` keep their types. */
+export interface KcmServer {
+  on(event: 'attach', listener: (event: ServerConnectionEvent) => void): this;
+  on(event: 'disconnect', listener: (event: ServerDisconnectEvent) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'attach', listener: (event: ServerConnectionEvent) => void): this;
+  once(event: 'disconnect', listener: (event: ServerDisconnectEvent) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}
 
 /**
  * A `net.Server` that attaches every accepted TCP connection to one multiplexor
@@ -77,7 +95,7 @@ export class KcmServer extends net.Server {
   readonly mux: Multiplexor;
 
   private readonly owned: boolean;
-  private readonly attachOptions: { parser: Parser; maxMessageSize?: number; assemblyTimeout?: number };
+  private readonly attachOptions: CheckedAttachOptions;
   private readonly closeTimeout: number;
   private readonly conns = new Set<ServerTransport>();
   private closing = false;
@@ -89,10 +107,7 @@ export class KcmServer extends net.Server {
 
   constructor(options: KcmServerOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-    if (typeof options.parser !== 'function') throw invalidArgType('options.parser', 'of type function', options.parser);
-    const attachOptions: { parser: Parser; maxMessageSize?: number; assemblyTimeout?: number } = { parser: options.parser };
-    if (options.maxMessageSize !== undefined) attachOptions.maxMessageSize = checkInteger('options.maxMessageSize', options.maxMessageSize, 1);
-    if (options.assemblyTimeout !== undefined) attachOptions.assemblyTimeout = checkInteger('options.assemblyTimeout', options.assemblyTimeout, 0, 0x7fffffff);
+    const attachOptions = checkAttachOptions(options);
     const maxConnections = options.maxConnections === undefined ? undefined : checkInteger('options.maxConnections', options.maxConnections, 1);
     const closeTimeout = options.closeTimeout === undefined ? 2000 : checkInteger('options.closeTimeout', options.closeTimeout, 0, 0x7fffffff);
     let sockets: KcmSocket[];
@@ -198,7 +213,7 @@ export class KcmServer extends net.Server {
     detach(this.mux, t, this.socket);
     t.destroy();
     this.nDisconnects++;
-    this.emit('disconnect', { transport: t, psock, error });
+    this.emit('disconnect', { transport: t, psock, error } satisfies ServerDisconnectEvent);
   }
 
   /** @internal */

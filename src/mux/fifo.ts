@@ -55,6 +55,22 @@ export class Fifo<T> {
     for (const x of all) this.push(x);
   }
 
+  /**
+   * Removes the first occurrence of `item`, keeping the order of the rest (O(n), no
+   * allocation); false when it is not queued.
+   */
+  remove(item: T): boolean {
+    const size = this.size;
+    const mask = this.mask;
+    let i = 0;
+    while (i < size && this.items[(this.head + i) & mask] !== item) i++;
+    if (i === size) return false;
+    for (; i < size - 1; i++) this.items[(this.head + i) & mask] = this.items[(this.head + i + 1) & mask];
+    this.items[(this.head + size - 1) & mask] = undefined;
+    if (--this.size === 0 && this.mask > MAX_IDLE_MASK) this.reset();
+    return true;
+  }
+
   /** Removes and returns every item, front first. */
   drain(): T[] {
     const out: T[] = new Array(this.size);

@@ -59,6 +59,12 @@ const counterNames = [
   'rxMsgTooBig', 'rxMsgTimeouts', 'rxBadHdrLen', 'rxAborted', 'rxInterrupted', 'rxUnrecovIntr',
 ] as const satisfies readonly (keyof PsockCounters)[];
 
+/** The events of a {@link Multiplexor}, with their listeners' arguments. */
+export interface MultiplexorEvents {
+  /** Every psock error, with the psock that reported it (as its own `'error'`). */
+  psockerror: [error: KcmError, psock: Psock];
+}
+
 /** Weak, so that a multiplexor its user dropped without closing is not kept alive by the listing. */
 const liveMuxes = new Set<WeakRef<Multiplexor>>();
 
@@ -74,7 +80,7 @@ const liveMuxes = new Set<WeakRef<Multiplexor>>();
  *
  * Emits `'psockerror'` `(err, psock)` for every psock error.
  */
-export class Multiplexor extends EventEmitter {
+export class Multiplexor extends EventEmitter<MultiplexorEvents> {
   /** @internal KCM sockets, in index order. */ readonly socketList: KcmSocket[] = [];
   /** @internal Psocks, in index order. */ readonly psockList: Psock[] = [];
   /** @internal [S-1] sockets ready to take received messages. */ readonly rxWaiters: KcmSocket[] = [];
@@ -119,7 +125,7 @@ export class Multiplexor extends EventEmitter {
   setTxGate(gate: Error | true | undefined): void {
     if (this.txGate === gate) return;
     this.txGate = gate;
-    for (const k of this.socketList.slice()) k.txGateChanged();
+    for (const k of this.socketList.slice()) k.tx.gateChanged();
   }
 
   /** The live KCM sockets of this multiplexor, in index order. */
@@ -153,7 +159,7 @@ export class Multiplexor extends EventEmitter {
       psockUnattach: this.psockUnattach,
       psockUnattachRsvd: this.psockUnattachRsvd,
       rxHoldQueued: this.holdQueue.length,
-      sockets: this.socketList.map((s) => s.muxStats()),
+      sockets: this.socketList.map(socketRow),
       psocks,
     };
   }
@@ -233,7 +239,7 @@ export class Multiplexor extends EventEmitter {
     } catch (err) {
       // A listener threw: the state is consistent; deliver the rest on the next tick,
       // the rest of the thrower's queue included (else a full socket never drains).
-      if (k !== undefined && k.rxQueue.length > 0) this.touch(k);
+      if (k !== undefined && k.rx.length > 0) this.touch(k);
       if (this.touched.length > 0 || this.pendingErrors.length > 0) process.nextTick(muxOnFlush, this);
       throw err;
     } finally {
@@ -511,7 +517,7 @@ export class Multiplexor extends EventEmitter {
   /** @internal [T-11 step 1] the reserved psock was aborted: release it and restart the head message. */
   releaseAborted(p: Psock, k: KcmSocket): void {
     this.release(p, k);
-    const head = k.txQueue.peek();
+    const head = k.tx.queue.peek();
     if (head !== undefined) {
       if (head.written > 0) head.rewind();
       this.txRetries++;
@@ -650,7 +656,7 @@ export class Multiplexor extends EventEmitter {
         msg.rewind();
         let at = placed.get(k);
         if (at === undefined) {
-          const head = k.txQueue.peek();
+          const head = k.tx.queue.peek();
           at = head !== undefined && head.written > 0 ? 1 : 0;
         }
         k.txRequeue(msg, at);
@@ -684,6 +690,28 @@ function muxOnRetry(mux: Multiplexor): void {
 
 function muxOnFlush(mux: Multiplexor): void {
   mux.flushLater();
+}
+
+/** A socket's row of the statistics [ST-7]: messages its endpoint holds (posted to a worker) count as queued. */
+function socketRow(k: KcmSocket): KcmSocketMuxStats {
+  const rx = k.rx;
+  const tx = k.tx;
+  return {
+    index: k.index,
+    rxMsgs: rx.msgs,
+    rxBytes: rx.bytes,
+    txMsgs: tx.msgs,
+    txBytes: tx.bytes,
+    rxQueued: rx.length + k.endpoint.held,
+    rxQueuedBytes: rx.rmem,
+    txQueued: tx.queue.length,
+    txQueuedBytes: tx.smem,
+    txPsock: k.txPsock === undefined ? -1 : k.txPsock.index,
+    txWait: k.txWait,
+    batchPending: tx.batchPending,
+    rxWait: k.rxWait,
+    rxDisabled: k.rxDisabled,
+  };
 }
 
 /** Inserts `item` at the smallest free index of a list kept in index order; returns that index [O-2]. */

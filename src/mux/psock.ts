@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { KcmError } from '../errors.js';
-import { StreamParser, type StreamParserSink, type StreamParserStats } from '../parsers/stream-parser.js';
+import { StreamParser, type StreamParserStats } from '../parsers/stream-parser.js';
 import type { Parser } from '../parsers/parser.js';
 import { Fifo } from './fifo.js';
 import { notTcpOnceConnected } from './transport-check.js';
@@ -59,6 +59,12 @@ export interface AttachOptions {
   assemblyTimeout?: number;
 }
 
+/** The events of a {@link Psock}, with their listeners' arguments. */
+export interface PsockEvents {
+  /** Once, when its transport fails or its stream cannot be parsed [E-*]. */
+  error: [error: KcmError];
+}
+
 /**
  * The handle of one attached transport socket (Linux: `struct kcm_psock`).
  *
@@ -66,7 +72,7 @@ export interface AttachOptions {
  * cannot be parsed; from then on it is done in both directions [E-*, X-3]. The
  * application unattaches it and closes the transport [E-4].
  */
-export class Psock extends EventEmitter implements StreamParserSink {
+export class Psock extends EventEmitter<PsockEvents> {
   /** The attached transport. */
   readonly transport: net.Socket;
   /** The multiplexor it belongs to. */

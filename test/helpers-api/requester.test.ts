@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { KcmError } from '../../src/errors.js';
 import { AbortError } from '../../src/mux/abort-error.js';
 import { listen, type KcmServer } from '../../src/helpers/kcm-server.js';

@@ -7,7 +7,7 @@ import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { FrameReader, P4, closeAll, frame, payload, tcpPairs, waitFor } from '../helpers/loopback.js';
 
 const fixture = new URL('./fixtures/socket-worker.js', import.meta.url);

@@ -1,0 +1,29 @@
+import { checkInteger, invalidArgType } from '../errors.js';
+import type { AttachOptions } from './psock.js';
+
+/** Linux uses the TCP receive buffer, which autotuning grows to a few MiB [P-6, X-10]. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 8 * 1024 * 1024;
+
+/** {@link AttachOptions} checked, defaults filled in. */
+export type CheckedAttachOptions = Required<AttachOptions>;
+
+/**
+ * Checks the options of an attach (`sock.attach`, and every helper that attaches for the
+ * application): `parser` a function, `maxMessageSize` a positive integer (default 8 MiB),
+ * `assemblyTimeout` milliseconds (default 0: none).
+ *
+ * @throws TypeError `ERR_INVALID_ARG_TYPE`, RangeError `ERR_OUT_OF_RANGE`.
+ */
+export function checkAttachOptions(options: unknown): CheckedAttachOptions {
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  const o = options as AttachOptions;
+  const parser = o.parser;
+  if (typeof parser !== 'function') throw invalidArgType('options.parser', 'of type function', parser);
+  const maxMessageSize = o.maxMessageSize === undefined
+    ? DEFAULT_MAX_MESSAGE_SIZE
+    : checkInteger('options.maxMessageSize', o.maxMessageSize, 1);
+  const assemblyTimeout = o.assemblyTimeout === undefined
+    ? 0
+    : checkInteger('options.assemblyTimeout', o.assemblyTimeout, 0, 0x7fffffff);
+  return { parser, maxMessageSize, assemblyTimeout };
+}

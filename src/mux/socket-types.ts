@@ -1,0 +1,81 @@
+/** The public types of a {@link KcmSocket}'s calls: options, results, counters, events. */
+import type { KcmSocket } from './kcm-socket.js';
+import type { Multiplexor } from './multiplexor.js';
+import type { SocketEndpoint, SocketHost } from './socket-endpoint.js';
+
+/** The socket type [O-1a]. */
+export type KcmSocketType = 'dgram' | 'seqpacket';
+
+/** Options of {@link KcmSocket.create}. */
+export interface KcmSocketOptions {
+  /** `'dgram'` (default) or `'seqpacket'`. */
+  type?: KcmSocketType;
+  /** Bytes queued for transmit before `send()` waits (SO_SNDBUF) [T-7]; default 212992. */
+  sendBufferSize?: number;
+  /** Bytes of whole messages queued before steering skips the socket (SO_RCVBUF) [S-3]; default 212992. */
+  receiveBufferSize?: number;
+}
+
+/** Options of {@link KcmSocket.send}. */
+export interface SendOptions {
+  /** This call ends the message; default true. False keeps it open for the next call [T-1]. */
+  eor?: boolean;
+  /** MSG_BATCH: hold the write until a call without batch [T-8]. */
+  batch?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Options of the receive calls. */
+export interface ReceiveOptions {
+  signal?: AbortSignal;
+}
+
+/** Result of {@link KcmSocket.receiveInto}. */
+export interface ReceiveIntoResult {
+  /** Bytes copied into the target. */
+  bytes: number;
+  /** The message's last byte was copied (MSG_EOR). */
+  eor: boolean;
+  /** DGRAM: the rest of a longer message was discarded (MSG_TRUNC) [R-4]. */
+  truncated: boolean;
+}
+
+/** Counters of one KCM socket [ST-1]. */
+export interface KcmSocketStats {
+  rxMsgs: number;
+  rxBytes: number;
+  txMsgs: number;
+  txBytes: number;
+}
+
+/** A message, or the parts of one message (an iovec). */
+export type Message = Uint8Array | readonly Uint8Array[];
+
+/** The events of a {@link KcmSocket}, with their listeners' arguments. */
+export interface KcmSocketEvents {
+  /** A message, in flowing mode (while a listener is attached and the socket is not paused). */
+  message: [message: Buffer];
+  /** The socket closed. */
+  close: [];
+  /**
+   * Never emitted by the socket: a transport's failure is its psock's [E-6]. Listed so
+   * that a defensive listener, as on any emitter, type-checks.
+   */
+  error: [error: Error];
+  newListener: [eventName: string | symbol, listener: (...args: any[]) => void];
+  removeListener: [eventName: string | symbol, listener: (...args: any[]) => void];
+}
+
+/** @internal How a socket is made: on a multiplexor of this thread, or (a worker's) on a host of its own. */
+export interface KcmSocketInit {
+  type: KcmSocketType;
+  sendBufferSize: number;
+  receiveBufferSize: number;
+  /** The multiplexor it joins; absent for a socket whose multiplexor is in another thread. */
+  mux?: Multiplexor;
+  /** Required without `mux`. */
+  host?: SocketHost;
+  endpoint?: SocketEndpoint;
+  /** Required without `mux`: its index in the multiplexor of the other thread. */
+  index?: number;
+}
