@@ -58,7 +58,7 @@ export function errnoName(errno: number): ErrnoName | undefined {
 /** An error reported by KCM: `code` is the Linux errno name, `errno` its positive value. */
 export class KcmError extends Error {
   /** The Linux errno name, such as `'EMSGSIZE'`. */
-  readonly code: string;
+  readonly code: ErrnoName;
   /** The positive errno value, such as 90. */
   readonly errno: number;
 
