@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import type { KcmError } from '../../src/errors.js';
 import { channelNames, type MuxMessage, type PsockErrorMessage, type PsockMessage, type PsockUnattachMessage } from '../../src/diagnostics.js';
 import { P4, frame, tcpPairs, closeAll, waitFor } from '../helpers/loopback.js';

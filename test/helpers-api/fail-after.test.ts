@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { KcmError } from '../../src/errors.js';
 import { listen } from '../../src/helpers/kcm-server.js';
 import { Requester } from '../../src/helpers/requester.js';

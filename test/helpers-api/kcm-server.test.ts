@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { KcmError } from '../../src/errors.js';
 import { KcmServer, listen, type ServerConnectionEvent } from '../../src/helpers/kcm-server.js';
 import { P4, frame, payload, FrameReader, waitFor, sleep, track, closeAll } from '../helpers/loopback.js';

@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { once } from 'node:events';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { P4, FrameReader, closeAll, frame, payload, sleep, tcpPair, tcpPairs, track, waitFor } from '../helpers/loopback.js';
 import { RawCollector, assertKcmError, closedPort, errorsOf, numberOf, numberedRun, psockError, receiveN, throwsKcm } from '../helpers/mux.js';
 

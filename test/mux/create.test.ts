@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { KcmError } from '../../src/errors.js';
 import { P4, closeAll, tcpPairs } from '../helpers/loopback.js';
 import { throwsKcm } from '../helpers/mux.js';

@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import type { Psock } from '../../src/mux/psock.js';
 import { KcmError } from '../../src/errors.js';
 import type { Parser } from '../../src/parsers/parser.js';

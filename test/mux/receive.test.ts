@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { AbortError } from '../../src/mux/abort-error.js';
 import { P4, closeAll, frame, payload, sleep, tcpPair, tcpPairs, waitFor } from '../helpers/loopback.js';
 import { RawCollector, assertKcmError, collect, numbered, numberOf, numberedRun, receiveN, throwsKcm, turns } from '../helpers/mux.js';

@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { P4, FrameReader, closeAll, frame, sleep, tcpPair, waitFor } from '../helpers/loopback.js';
 import { numbered, numberOf, numberedRun, queued, drainNumbers } from '../helpers/mux.js';
 

@@ -4,7 +4,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import type { Parser } from '../../src/parsers/parser.js';
 import { P4, closeAll, tcpPair, tcpPairs, waitFor } from '../helpers/loopback.js';
 import { numberOf, numberedRun, receiveN, turns } from '../helpers/mux.js';

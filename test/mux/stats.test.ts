@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { Multiplexor } from '../../src/mux/multiplexor.js';
 import { formatKcmTable } from '../../src/mux/kcm-table.js';
 import { P4, closeAll, frame, tcpPair, tcpPairs, waitFor } from '../helpers/loopback.js';

@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { P4, closeAll, sleep, tcpPair, tcpPairs, waitFor } from '../helpers/loopback.js';
 import { collect, numbered, numberOf, numberedRun, queued, drainNumbers } from '../helpers/mux.js';
 

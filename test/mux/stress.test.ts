@@ -8,7 +8,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import type { MuxStats } from '../../src/mux/multiplexor.js';
 import { closeAll, tcpPairs, waitFor } from '../helpers/loopback.js';
 import { HEADER, RawCollector, checkFrame, loggingParser, rng, skewedSize, tapeFrame, tapeFrameBuffer, type ParseRecord } from '../helpers/traffic.js';

@@ -6,7 +6,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { KcmSocket, type KcmSocketOptions } from '../../src/mux/kcm-socket.js';
+import { KcmSocket, type KcmSocketOptions } from '../../src/index.js';
 import { KcmError } from '../../src/errors.js';
 import { P4, FrameReader, closeAll, frame, tcpPairs, tcpPair, waitFor, sleep, type TcpPair } from '../helpers/loopback.js';
 import { RawCollector, checkFrame, settles, tapeFrame, tapeFrameBuffer, waitStalled } from '../helpers/traffic.js';

@@ -4,7 +4,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { FrameReader, P4, closeAll, frame, tcpPairs, waitFor } from '../helpers/loopback.js';
 
 after(closeAll);

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import type * as net from 'node:net';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import type { Psock } from '../../src/mux/psock.js';
 import type { KcmError } from '../../src/errors.js';
 import type { Parser } from '../../src/parsers/parser.js';

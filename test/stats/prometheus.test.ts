@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import type { MuxStats } from '../../src/mux/multiplexor.js';
 import { formatPrometheus } from '../../src/stats/prometheus.js';
 import { P4, frame, tcpPairs, closeAll, FrameReader, waitFor } from '../helpers/loopback.js';
