@@ -52,8 +52,10 @@ export function formatSize(bytes: number): string {
 
 /** A plain-text table: first column left-aligned, the others right-aligned. */
 export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  // A last column with nothing in it (no notes this time) is left out.
+  while (headers.length > 1 && headers[headers.length - 1] === '' && rows.every((r) => (r[headers.length - 1] ?? '') === '')) headers = headers.slice(0, -1);
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+    cells.slice(0, widths.length).map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }

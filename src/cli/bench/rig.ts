@@ -7,6 +7,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 
 /** Longest wait for a peer's answer (beyond the measured time) before the case fails. */
 const COMMAND_TIMEOUT_MS = 15_000;
+/** Measurement windows tried before a case with no message counts as failed. */
+const MEASURE_ATTEMPTS = 3;
 /** How long a sender runs past the measured time unless stopped before. */
 const SENDER_SLACK_MS = 1_000;
 /** Longest wait for a sender to stop. */
@@ -95,12 +97,19 @@ export class PeerPair {
     const { address } = await this.receiver.request({ cmd: 'receive', receiver, size, connections });
     let rate: number;
     try {
-      // The sender ends by itself a while after the measurement, should it not hear 'stop'.
-      await this.sender.request({ cmd: 'send', sender, size, connections, address, durationMs: t.warmupMs + t.measureMs + SENDER_SLACK_MS });
-      const m = await this.receiver.request({ cmd: 'measure', warmupMs: t.warmupMs, measureMs: t.measureMs }, COMMAND_TIMEOUT_MS + t.warmupMs + t.measureMs);
-      const seconds = m.seconds as number;
-      const messages = m.bytesOnly === true ? (m.bytes as number) / (size + 4) : (m.messages as number);
-      if (messages === 0) throw new Error('no message arrived while measuring');
+      // The sender ends by itself a while after the last measurement, should it not hear 'stop'.
+      const durationMs = t.warmupMs + MEASURE_ATTEMPTS * t.measureMs + SENDER_SLACK_MS;
+      await this.sender.request({ cmd: 'send', sender, size, connections, address, durationMs });
+      let messages = 0;
+      let seconds = 0;
+      // A sender slow to start (a busy machine, a library connecting lazily) gets another window.
+      for (let attempt = 0; attempt < MEASURE_ATTEMPTS && messages === 0; attempt++) {
+        const warmupMs = attempt === 0 ? t.warmupMs : 0;
+        const m = await this.receiver.request({ cmd: 'measure', warmupMs, measureMs: t.measureMs }, COMMAND_TIMEOUT_MS + warmupMs + t.measureMs);
+        seconds = m.seconds as number;
+        messages = m.bytesOnly === true ? (m.bytes as number) / (size + 4) : (m.messages as number);
+      }
+      if (messages === 0) throw new Error(`no message arrived in ${MEASURE_ATTEMPTS} windows of ${t.measureMs} ms`);
       rate = messages / seconds;
     } catch (err) {
       await this.stopBoth().catch(() => undefined);
