@@ -38,7 +38,11 @@ export async function waitTxIdle(mux: Multiplexor, ms: number): Promise<void> {
     let busy = false;
     for (const k of s.sockets) if (k.txQueued > 0 || k.txPsock >= 0) busy = true;
     let usable = false;
-    for (const p of s.psocks) if (!p.txStopped) usable = true;
+    for (const p of s.psocks) {
+      if (p.txStopped) continue;
+      usable = true;
+      if (p.txPinnedQueued > 0) busy = true; // [K-4] replies waiting for their connection
+    }
     if (!busy || !usable || Date.now() >= deadline) return;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }

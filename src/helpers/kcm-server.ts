@@ -2,18 +2,34 @@ import * as net from 'node:net';
 import { once } from 'node:events';
 import { KcmError, checkInteger, invalidArgType, invalidArgValue } from '../errors.js';
 import type { Parser } from '../parsers/parser.js';
-import { KcmSocket, type KcmSocketOptions } from '../mux/kcm-socket.js';
+import { KcmSocket, type KcmSocketOptions, type Message } from '../mux/kcm-socket.js';
 import type { Multiplexor } from '../mux/multiplexor.js';
-import type { Psock } from '../mux/psock.js';
+import type { Psock, PsockRef } from '../mux/psock.js';
 import { AbortError } from '../mux/abort-error.js';
 import { detach, endTransport, liveSocket, waitTxIdle } from './graceful.js';
 import { checkAttachOptions, type CheckedAttachOptions } from '../mux/attach-options.js';
 import { noop } from '../mux/noop.js';
 
+/**
+ * A server's answer to one request: the reply (a message, or the parts of one) sent back
+ * on the connection the request came from [K-3], or undefined for none. It may return a
+ * promise of it. `origin` is the request's psock; `socket` the KCM socket it was steered to.
+ */
+export type ServerHandler = (message: Buffer, origin: PsockRef, socket: KcmSocket) => Message | undefined | PromiseLike<Message | undefined>;
+
 /** Options of {@link KcmServer}. */
 export interface KcmServerOptions {
   /** Finds message boundaries on each accepted connection [P-2]. */
   parser: Parser;
+  /**
+   * Answers every message steered to the server's sockets, replying to its origin
+   * [K-2, K-3]: each client gets its own replies, on its own connection, whatever the
+   * number of clients and sockets. A reply to a client already gone is not sent
+   * (`repliesDropped`) [K-5]; one whose client goes before it leaves is dropped and
+   * counted in `mux.stats().txDropped` [K-6]. Without it, add `'message'` listeners to
+   * `server.sockets`. A handler that throws or rejects: `'error'` on the server.
+   */
+  handler?: ServerHandler;
   /** As in {@link KcmSocket.attach}: a longer message fails the connection with `EMSGSIZE` [P-6]. */
   maxMessageSize?: number;
   /** As in {@link KcmSocket.attach}: ms to assemble one message, else `ETIMEDOUT` [P-7]. */
@@ -63,9 +79,13 @@ export interface KcmServerStats {
   refused: number;
   /** Connections unattached and closed after their psock failed. */
   disconnects: number;
+  /** Replies of `handler` not sent because their client was already gone [K-5]. */
+  repliesDropped: number;
 }
 
 const kServer: unique symbol = Symbol('kcm.server');
+const kHandler: unique symbol = Symbol('kcm.serverHandler');
+type HandledSocket = KcmSocket & { [kHandler]?: KcmServer };
 type ServerTransport = net.Socket & { [kServer]?: KcmServer };
 
 /** The server's own events, typed; those of `net.Server` keep their types. */
@@ -102,6 +122,8 @@ export class KcmServer extends net.Server {
   private nAccepted = 0;
   private nRefused = 0;
   private nDisconnects = 0;
+  /** @internal */ nRepliesDropped = 0;
+  /** @internal */ readonly handler: ServerHandler | undefined;
   private signal: AbortSignal | undefined = undefined;
   private readonly onAbort = (): void => void this.close();
 
@@ -110,6 +132,7 @@ export class KcmServer extends net.Server {
     const attachOptions = checkAttachOptions(options);
     const maxConnections = options.maxConnections === undefined ? undefined : checkInteger('options.maxConnections', options.maxConnections, 1);
     const closeTimeout = options.closeTimeout === undefined ? 2000 : checkInteger('options.closeTimeout', options.closeTimeout, 0, 0x7fffffff);
+    if (options.handler !== undefined && typeof options.handler !== 'function') throw invalidArgType('options.handler', 'of type function', options.handler);
     let sockets: KcmSocket[];
     let owned: boolean;
     if (options.socket !== undefined) {
@@ -134,6 +157,13 @@ export class KcmServer extends net.Server {
     if (maxConnections !== undefined) this.maxConnections = maxConnections;
     this.on('connection', serverOnConnection);
     this.on('drop', serverOnDrop);
+    this.handler = options.handler;
+    if (options.handler !== undefined) {
+      for (const k of sockets) {
+        (k as HandledSocket)[kHandler] = this;
+        k.on('message', socketOnRequest);
+      }
+    }
   }
 
   /** The first of {@link sockets}. */
@@ -148,7 +178,10 @@ export class KcmServer extends net.Server {
 
   /** Counters, exact at the time of the call. */
   stats(): KcmServerStats {
-    return { connections: this.conns.size, accepted: this.nAccepted, refused: this.nRefused, disconnects: this.nDisconnects };
+    return {
+      connections: this.conns.size, accepted: this.nAccepted, refused: this.nRefused, disconnects: this.nDisconnects,
+      repliesDropped: this.nRepliesDropped,
+    };
   }
 
   /**
@@ -226,6 +259,39 @@ export class KcmServer extends net.Server {
     this.signal = signal;
     signal.addEventListener('abort', this.onAbort, { once: true });
   }
+}
+
+/** [K-2, K-3] a request steered to a server socket: the handler's reply goes back to its origin. */
+function socketOnRequest(this: HandledSocket, message: Buffer, origin: PsockRef): void {
+  const server = this[kHandler];
+  if (server === undefined) return;
+  let reply: ReturnType<ServerHandler>;
+  try {
+    reply = server.handler!(message, origin, this);
+  } catch (err) {
+    server.emit('error', err);
+    return;
+  }
+  if (reply === undefined) return;
+  if (typeof (reply as PromiseLike<unknown>).then === 'function') {
+    (reply as PromiseLike<Message | undefined>).then((r) => sendReply(server, this, r, origin), (err: unknown) => server.emit('error', err));
+    return;
+  }
+  sendReply(server, this, reply as Message, origin);
+}
+
+function sendReply(server: KcmServer, sock: KcmSocket, reply: Message | undefined, origin: PsockRef): void {
+  if (reply === undefined || sock.closed) return;
+  sock.send(reply, { psock: origin }).catch((err: unknown) => replyFailed(server, err));
+}
+
+/** [K-5] the client is gone (EPIPE) or the server closed (EBADF): nobody else gets the reply. */
+function replyFailed(server: KcmServer, err: unknown): void {
+  if (err instanceof KcmError && (err.code === 'EPIPE' || err.code === 'EBADF')) {
+    server.nRepliesDropped++;
+    return;
+  }
+  server.emit('error', err);
 }
 
 function serverOnConnection(this: KcmServer, t: net.Socket): void {

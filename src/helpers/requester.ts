@@ -2,14 +2,12 @@ import { EventEmitter } from 'node:events';
 import { KcmError, checkInteger, invalidArgType, invalidState } from '../errors.js';
 import { AbortError } from '../mux/abort-error.js';
 import type { KcmSocket, Message, SendOptions } from '../mux/kcm-socket.js';
+import type { PsockRef } from '../mux/psock.js';
 
 /** A request's id, as {@link RequesterOptions.id} reads it from a reply. */
 export type RequestId = string | number | bigint;
 
-/** Where a message came from or must go: a `Psock`, or `{ id }` in a worker. */
-export interface PsockRef {
-  readonly id: number;
-}
+export type { PsockRef };
 
 /** Options of {@link Requester}. */
 export interface RequesterOptions {

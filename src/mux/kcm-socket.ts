@@ -2,10 +2,11 @@ import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import { KcmError, invalidArgType } from '../errors.js';
 import { Multiplexor } from './multiplexor.js';
-import { kPsock, type AttachOptions, type Psock } from './psock.js';
+import { kPsock, type AttachOptions, type Psock, type PsockRef } from './psock.js';
 import type { TxMessage } from './tx-message.js';
 import type {
-  KcmSocketEvents, KcmSocketInit, KcmSocketOptions, KcmSocketStats, KcmSocketType, Message, ReceiveIntoResult, ReceiveOptions, SendOptions,
+  KcmSocketEvents, KcmSocketInit, KcmSocketOptions, KcmSocketStats, KcmSocketType, Message, ReceiveFromResult, ReceiveIntoResult, ReceiveOptions,
+  SendManyOptions, SendOptions,
 } from './socket-types.js';
 import { isTcpStream } from './transport-check.js';
 import { checkAttachOptions } from './attach-options.js';
@@ -17,7 +18,10 @@ import { socketExtensions } from './socket-extensions.js';
 import type { KcmWorkerPort } from '../worker/worker-port.js';
 import type { ConnectOptions, KcmConnector } from '../helpers/kcm-connector.js';
 
-export type { KcmSocketType, KcmSocketOptions, SendOptions, ReceiveOptions, ReceiveIntoResult, KcmSocketStats, Message, KcmSocketEvents } from './socket-types.js';
+export type {
+  KcmSocketType, KcmSocketOptions, SendOptions, SendManyOptions, ReceiveOptions, ReceiveIntoResult, ReceiveFromResult, KcmSocketStats, Message,
+  KcmSocketEvents,
+} from './socket-types.js';
 
 /**
  * A message socket on a multiplexor (Linux: a socket of family AF_KCM).
@@ -196,6 +200,12 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
    * Rejects with `EBADF` when the socket is or gets closed, with an `AbortError` when
    * `signal` aborts while waiting (a DGRAM message open from earlier calls is then
    * discarded [T-10c]).
+   *
+   * With `psock` (a `Psock`, or a message's `origin`) the message goes out on that psock
+   * only, whole, in call order with the socket's other messages to it [K-3]; it is dropped
+   * and counted (`txDropped`) if the psock fails first, never sent elsewhere [K-6].
+   * Rejects with KcmError `EPIPE` when that psock is done, `ENOENT` when it is unknown or
+   * of another multiplexor [K-5].
    */
   send(message: Message, options?: SendOptions): Promise<void> {
     return this.tx.send(message, options);
@@ -203,7 +213,8 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
 
   /**
    * MSG_DONTWAIT: queues the message and returns true, or returns false and queues nothing
-   * where {@link send} would wait [T-9, X-6].
+   * where {@link send} would wait [T-9, X-6]. With `psock`, throws KcmError `EPIPE` or
+   * `ENOENT` as {@link send} rejects [K-5].
    */
   trySend(message: Message, options?: Omit<SendOptions, 'signal'>): boolean {
     return this.tx.trySend(message, options);
@@ -211,15 +222,25 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
 
   /**
    * sendmmsg: queues several messages written as one burst on one transport [T-8]. Each
-   * entry is a message or the parts of one.
+   * entry is a message or the parts of one. With `options.psock` every message is pinned
+   * to that psock [K-3, K-7], as with {@link send}.
    */
-  sendMany(messages: readonly Message[]): Promise<void> {
-    return this.tx.sendMany(messages);
+  sendMany(messages: readonly Message[], options?: SendManyOptions): Promise<void> {
+    return this.tx.sendMany(messages, options);
   }
 
   /** recvmsg: one whole message [R-*]. Rejects with `EBADF` at close. */
   receive(options?: ReceiveOptions): Promise<Buffer> {
     return this.rx.receive(options);
+  }
+
+  /**
+   * recvmsg with its source: one whole message and the psock it was parsed from [K-2]
+   * (in a worker, a plain `{ id }`), to pass back as `send(reply, { psock: origin })`.
+   * Rejects with `EBADF` at close.
+   */
+  receiveFrom(options?: ReceiveOptions): Promise<ReceiveFromResult> {
+    return this.rx.receiveFrom(options);
   }
 
   /** MSG_DONTWAIT: a queued message, or undefined [R-1]. */
@@ -294,7 +315,10 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
 
   /** Counters of this socket [ST-1], exact. */
   stats(): KcmSocketStats {
-    return { rxMsgs: this.rx.msgs, rxBytes: this.rx.bytes, txMsgs: this.tx.msgs, txBytes: this.tx.bytes };
+    const s = { rxMsgs: this.rx.msgs, rxBytes: this.rx.bytes, txMsgs: this.tx.msgs, txBytes: this.tx.bytes } as KcmSocketStats;
+    // [K-6] present, but not enumerable: the ST-1 shape stays the four Linux counters.
+    Object.defineProperty(s, 'txDropped', { value: this.endpoint.droppedCount(this), writable: true, configurable: true, enumerable: false });
+    return s;
   }
 
   // ---------------------------------------------------------------- the multiplexor's side
@@ -304,9 +328,9 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
     return !this.rxDisabled && !this.isClosed && this.rx.canTake();
   }
 
-  /** @internal */
-  rxEnqueue(message: Buffer): void {
-    this.rx.enqueue(message);
+  /** @internal Queues a steered message with its origin [K-2]. */
+  rxEnqueue(message: Buffer, origin: PsockRef): void {
+    this.rx.enqueue(message, origin);
   }
 
   /** @internal Deliveries, outside every state change. */
@@ -354,9 +378,10 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
       }
       this.rxDisabled = true;
       this.isClosed = true;
-      const unread = this.rx.takeAll(false);
+      const origins: PsockRef[] = [];
+      const unread = this.rx.takeAll(false, origins);
       if (mux !== undefined) {
-        mux.requeue(unread);
+        mux.requeue(unread, origins);
         mux.removeSocket(this);
       }
       // Settled before leave(): the listeners it runs may throw, and the calls pending

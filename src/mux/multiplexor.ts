@@ -3,7 +3,7 @@ import type * as net from 'node:net';
 import { KcmError } from '../errors.js';
 import { Fifo } from './fifo.js';
 import type { KcmSocket } from './kcm-socket.js';
-import { Psock, kPsock, type PsockStats } from './psock.js';
+import { Psock, kPsock, type PsockRef, type PsockStats } from './psock.js';
 import type { TxMessage } from './tx-message.js';
 import { formatKcmTable } from './kcm-table.js';
 import * as diag from '../diagnostics.js';
@@ -15,6 +15,8 @@ export interface KcmSocketMuxStats {
   rxBytes: number;
   txMsgs: number;
   txBytes: number;
+  /** Pinned messages dropped: their psock failed or was unattached before they were handed whole [K-6]. */
+  txDropped: number;
   /** Messages queued for reading (Recv-Q). */
   rxQueued: number;
   /** Bytes of those messages (Rmem). */
@@ -42,6 +44,8 @@ export interface MuxStats {
   txMsgs: number;
   txBytes: number;
   txRetries: number;
+  /** Pinned messages dropped, never sent elsewhere [K-6]. */
+  txDropped: number;
   rxReadyDrops: number;
   psockAttach: number;
   psockUnattach: number;
@@ -52,11 +56,12 @@ export interface MuxStats {
   psocks: PsockStats[];
 }
 
-type PsockCounters = Omit<PsockStats, 'index' | 'reservedBy' | 'txStopped' | 'rxStopped' | 'rxPaused' | 'txStalled' | 'rxPartialBytes' | 'txQueuedBytes'>;
+type PsockCounters = Omit<PsockStats, 'index' | 'id' | 'reservedBy' | 'txStopped' | 'rxStopped' | 'rxPaused' | 'txStalled' | 'rxPartialBytes' | 'txQueuedBytes' | 'txPinnedQueued'>;
 
 const counterNames = [
   'rxMsgs', 'rxBytes', 'txMsgs', 'txBytes', 'reserved', 'unreserved', 'txAborts', 'txUncertain', 'rxMemFail', 'rxNeedMoreHdr',
-  'rxMsgTooBig', 'rxMsgTimeouts', 'rxBadHdrLen', 'rxAborted', 'rxInterrupted', 'rxUnrecovIntr',
+  'rxMsgTooBig', 'rxMsgTimeouts', 'rxBadHdrLen', 'rxAborted', 'rxInterrupted', 'rxUnrecovIntr', 'txPinnedMsgs', 'txPinnedBytes',
+  'txDropped',
 ] as const satisfies readonly (keyof PsockCounters)[];
 
 /** The events of a {@link Multiplexor}, with their listeners' arguments. */
@@ -88,8 +93,14 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
   /** @internal [T-13] psocks idle for transmit, idle longest first. */ readonly psocksAvail: Psock[] = [];
   /** @internal [T-19] sockets waiting for a psock. */ readonly txWaiters: KcmSocket[] = [];
   /** @internal [D-3] orphaned received messages. */ readonly holdQueue = new Fifo<Buffer>();
+  /** @internal [K-2] the origin of each message of the hold queue. */ readonly holdOrigins = new Fifo<PsockRef>();
 
   private txRetries = 0;
+  private txDropped = 0;
+  /** [K-1] the next psock id: ids are never reused. */
+  private nextPsockId = 1;
+  /** [K-5] attached psocks by id. */
+  private readonly psockById = new Map<number, Psock>();
   private rxReadyDrops = 0;
   private psockAttach = 0;
   private psockUnattach = 0;
@@ -101,6 +112,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
   private flushing = false;
   private destroyed = false;
   private readonly txWork: KcmSocket[] = [];
+  private readonly pinnedWork: Psock[] = [];
   private readonly toResume: Psock[] = [];
   private readonly touched: KcmSocket[] = [];
   private readonly pendingErrors: [Psock, KcmError][] = [];
@@ -154,6 +166,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       txMsgs: sum.txMsgs,
       txBytes: sum.txBytes,
       txRetries: this.txRetries,
+      txDropped: this.txDropped,
       rxReadyDrops: this.rxReadyDrops,
       psockAttach: this.psockAttach,
       psockUnattach: this.psockUnattach,
@@ -201,6 +214,13 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
           k.txWork();
           continue;
         }
+        // [K-4] replies made while messages are delivered go out together after the delivery.
+        const pinned = this.flushing ? undefined : this.pinnedWork.shift();
+        if (pinned !== undefined) {
+          pinned.pinnedScheduled = false;
+          this.servePinned(pinned);
+          continue;
+        }
         const p = this.toResume.shift();
         if (p !== undefined) {
           p.resumeRx();
@@ -245,6 +265,8 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     } finally {
       this.flushing = false;
     }
+    // Pinned messages queued by the listeners: one write per psock for the whole delivery.
+    if (this.pinnedWork.length > 0) this.flushLater();
   }
 
   /** @internal Runs a flush outside any operation. */
@@ -291,6 +313,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     // [O-7] every psock unattached as by U-*, the hold queue purged.
     for (const p of this.psockList.slice()) this.unattachPsock(p);
     this.holdQueue.clear();
+    this.holdOrigins.clear();
     this.destroyed = true;
     liveMuxes.delete(this.selfRef);
     if (diag.muxDestroyChannel.hasSubscribers || diag.debugEnabled) diag.onMuxDestroy(this);
@@ -299,12 +322,14 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
   // ---------------------------------------------------------------- attach
 
   /** @internal [A-*] checks done by the caller; registers a psock. */
-  attach(transport: net.Socket, options: ConstructorParameters<typeof Psock>[3]): Psock {
-    const psock = new Psock(this, 0, transport, options);
+  attach(transport: net.Socket, options: ConstructorParameters<typeof Psock>[4]): Psock {
+    const psock = new Psock(this, 0, this.nextPsockId++, transport, options);
     psock.index = insertByIndex(this.psockList, psock);
+    this.psockById.set(psock.id, psock);
     this.enter();
     try {
       this.psockAttach++;
+      this.psocksChanged();
       psock.hook();
       // [A-11] available for transmit now, or once connected [X-7].
       if (!psock.connecting) this.makeAvailable(psock);
@@ -348,6 +373,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       this.socketReady(bound);
     }
     removeItem(this.psocksAvail, p);
+    this.psockById.delete(p.id);
     const k = p.txKcm;
     let epipe = false;
     if (k !== undefined) {
@@ -361,7 +387,10 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       this.releaseAborted(p, k);
     }
     p.txStopped = true;
+    // [K-6] pinned messages not handed whole are dropped, never sent elsewhere.
+    this.dropPinned(p);
     p.unhook(unparsed);
+    this.psocksChanged();
     // [U-2 step 5, ST-4] fold its counters into the mux.
     this.psockUnattach++;
     const s = p.stats();
@@ -386,7 +415,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     let k = p.rxKcm;
     if (k !== undefined) {
       if (k.rxCanTake()) {
-        k.rxEnqueue(message);
+        k.rxEnqueue(message, p);
         this.touch(k);
         return true;
       }
@@ -402,7 +431,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
         // [S-2] bound for the rest of the burst.
         p.rxKcm = k;
         k.rxPsock = p;
-        k.rxEnqueue(message);
+        k.rxEnqueue(message, p);
         this.touch(k);
         return true;
       }
@@ -432,7 +461,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     const hold = this.holdQueue;
     while (hold.length > 0) {
       if (!k.rxCanTake()) return;
-      k.rxEnqueue(hold.shift()!);
+      k.rxEnqueue(hold.shift()!, this.holdOrigins.shift()!);
       this.touch(k);
     }
     const ready = this.psocksReady;
@@ -442,7 +471,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       p.ready = false;
       const message = p.parser.takeHeld();
       if (message !== undefined) {
-        k.rxEnqueue(message);
+        k.rxEnqueue(message, p);
         this.touch(k);
       }
       this.toResume.push(p);
@@ -452,18 +481,24 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     k.rxWait = true;
   }
 
-  /** @internal [D-3, O-6 step 5] moves messages of a disabled or closing socket to others. */
-  requeue(messages: Buffer[]): void {
+  /**
+   * @internal [D-3, O-6 step 5] moves messages of a disabled or closing socket to others,
+   * each with its origin [K-2] (`origins[i]` for `messages[i]`).
+   */
+  requeue(messages: readonly Buffer[], origins: readonly PsockRef[]): void {
     const waiters = this.rxWaiters;
-    for (const message of messages) {
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i]!;
+      const origin = origins[i]!;
       for (;;) {
         const w = waiters[0];
         if (w === undefined) {
           this.holdQueue.push(message);
+          this.holdOrigins.push(origin);
           break;
         }
         if (w.rxCanTake()) {
-          w.rxEnqueue(message);
+          w.rxEnqueue(message, origin);
           this.touch(w);
           break;
         }
@@ -525,8 +560,16 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     }
   }
 
-  /** @internal [A-11, T-15] a psock becomes available: to the first transmit waiter, else the list. */
+  /**
+   * @internal [A-11, T-15] a psock becomes available: its own pinned messages first [K-4],
+   * then the first transmit waiter, else the list.
+   */
   private makeAvailable(p: Psock): void {
+    if (p.pinned.length > 0) {
+      p.pinnedBusy = true;
+      this.schedulePinned(p);
+      return;
+    }
     const w = this.txWaiters.shift();
     if (w !== undefined) {
       w.txWait = false;
@@ -554,10 +597,11 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
   psockDrained(p: Psock): void {
     p.stalled = false;
     const k = p.txKcm;
-    if (k === undefined) return;
+    if (k === undefined && !p.pinnedBusy) return;
     this.enter();
     try {
-      this.scheduleTx(k);
+      if (k !== undefined) this.scheduleTx(k);
+      else this.schedulePinned(p);
     } finally {
       this.leave();
     }
@@ -566,7 +610,8 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
   /** @internal Closing a socket that holds a reservation aborts the psock [O-6 step 4]. */
   abortOnClose(p: Psock, k: KcmSocket): void {
     let err: KcmError | undefined;
-    if (!p.txStopped) {
+    const stopping = !p.txStopped;
+    if (stopping) {
       p.txStopped = true;
       p.txAborts++;
       removeItem(this.psocksAvail, p);
@@ -576,7 +621,9 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       }
     }
     this.release(p, k);
+    this.dropPinned(p);
     if (err !== undefined) this.failRx(p, err);
+    if (stopping) this.psocksChanged();
   }
 
   /**
@@ -605,6 +652,8 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     removeItem(this.psocksAvail, p);
     const k = p.txKcm;
     if (k !== undefined) this.releaseAborted(p, k);
+    this.dropPinned(p);
+    this.psocksChanged();
   }
 
   /**
@@ -653,6 +702,11 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       for (const msg of list) {
         const k = msg.owner;
         if (k.closed || !msg.handed) continue;
+        if (msg.pin !== undefined) {
+          // [K-6] a pinned message never restarts elsewhere: it is dropped and counted.
+          this.countDropped(msg.pin as Psock, k);
+          continue;
+        }
         msg.rewind();
         let at = placed.get(k);
         if (at === undefined) {
@@ -667,6 +721,140 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     } finally {
       this.leave();
     }
+  }
+
+  // ---------------------------------------------------------------- pinned transmit
+
+  /**
+   * @internal [K-5] the psock a pinned send names: a Psock of this multiplexor, or the
+   * attached psock with that id.
+   *
+   * @throws KcmError `ENOENT` for a psock of another multiplexor or an id this one never
+   * gave; `EPIPE` for a psock that is done (failed, stopped or unattached).
+   */
+  pinTarget(ref: PsockRef): Psock {
+    let p: Psock | undefined;
+    if (ref instanceof Psock) {
+      if (ref.mux !== this) throw new KcmError('ENOENT', `psock ${ref.id} belongs to another multiplexor`);
+      p = ref;
+    } else {
+      const id = ref.id;
+      p = this.psockById.get(id);
+      if (p === undefined) {
+        if (Number.isInteger(id) && id >= 1 && id < this.nextPsockId) {
+          throw new KcmError('EPIPE', `psock ${id} is unattached: a message pinned to it cannot be sent`);
+        }
+        throw new KcmError('ENOENT', `no psock with id ${String(id)} in this multiplexor`);
+      }
+    }
+    if (p.done) {
+      const why = !p.attached ? 'is unattached' : p.errored !== undefined ? `failed (${p.errored.code})` : 'left transmit rotation';
+      throw new KcmError('EPIPE', `psock ${p.id} ${why}: a message pinned to it cannot be sent`);
+    }
+    return p;
+  }
+
+  /** @internal [K-3, K-4] queues a whole message for its psock, behind the others pinned there. */
+  pin(p: Psock, msg: TxMessage): void {
+    if (p.done) {
+      // Done since the send was accepted (a batch held meanwhile): dropped [K-6].
+      msg.owner.endpoint.freed(msg.owner, msg.length);
+      this.countDropped(p, msg.owner);
+      return;
+    }
+    p.pinned.push(msg);
+    if (p.txKcm === undefined && !p.connecting) this.schedulePinned(p);
+  }
+
+  /** @internal */
+  schedulePinned(p: Psock): void {
+    if (!p.pinnedScheduled) {
+      p.pinnedScheduled = true;
+      this.pinnedWork.push(p);
+    }
+  }
+
+  /**
+   * [K-4] writes the messages pinned to a psock that no socket holds: out of the available
+   * list while it writes, whole messages in call order, each one at most once [T-17]; a
+   * stall keeps it busy until 'drain' [T-12]. Emptied, it becomes available again [T-15].
+   */
+  private servePinned(p: Psock): void {
+    if (p.done) {
+      this.dropPinned(p);
+      return;
+    }
+    if (p.txKcm !== undefined || p.connecting) return; // at the release, at 'connect'
+    const queue = p.pinned;
+    if (!p.pinnedBusy) {
+      if (queue.length === 0) return;
+      const i = this.psocksAvail.indexOf(p);
+      if (i < 0) return; // neither available, held nor busy: not in rotation
+      this.psocksAvail.splice(i, 1);
+      p.pinnedBusy = true;
+    }
+    while (queue.length > 0) {
+      if (p.stalled) return;
+      const msg = queue.peek()!;
+      if (msg.owner.closed && msg.written === 0) {
+        queue.shift(); // [O-6] discarded with its socket
+        continue;
+      }
+      // A message of a closed socket already started is completed: the stream stays framed.
+      if (!p.writeMessage(msg)) return;
+      queue.shift();
+      p.txMsgs++;
+      p.txPinnedMsgs++;
+      p.txPinnedBytes += msg.length;
+      if (!msg.owner.closed) msg.owner.endpoint.freed(msg.owner, msg.length);
+    }
+    p.pinnedBusy = false;
+    this.makeAvailable(p);
+  }
+
+  /** [K-6] a psock is done: the messages pinned to it that were not handed whole are dropped. */
+  private dropPinned(p: Psock): void {
+    p.pinnedBusy = false;
+    const queue = p.pinned;
+    while (queue.length > 0) {
+      const msg = queue.shift()!;
+      const k = msg.owner;
+      if (k.closed) continue;
+      k.endpoint.freed(k, msg.length);
+      this.countDropped(p, k);
+    }
+  }
+
+  private countDropped(p: Psock | undefined, k: KcmSocket): void {
+    if (p !== undefined) p.txDropped++;
+    this.txDropped++;
+    k.endpoint.dropped(k);
+  }
+
+  /**
+   * @internal [K-6] a pinned message that reached the multiplexor's thread after its psock
+   * was done (sent from a worker): dropped and counted, never sent elsewhere.
+   */
+  dropArrived(k: KcmSocket, id: number): void {
+    this.countDropped(this.psockById.get(id), k);
+  }
+
+  /** @internal [K-5] the attached psock with this id that can still send, if any. */
+  livePsock(id: number): Psock | undefined {
+    const p = this.psockById.get(id);
+    return p === undefined || p.done ? undefined : p;
+  }
+
+  /** Tells the sockets that the set of psocks able to send changed (worker sockets mirror it). */
+  private psocksChanged(): void {
+    for (const k of this.socketList) k.endpoint.psocksChanged(k);
+  }
+
+  /** @internal [K-5] ids of the psocks that can send, and the next id to be given. */
+  livePsockIds(): { live: number[]; next: number } {
+    const live: number[] = [];
+    for (const p of this.psockList) if (!p.done) live.push(p.id);
+    return { live, next: this.nextPsockId };
   }
 
   /** @internal A psock was written to in this tick: its stage goes out at the end of the tick. */
@@ -702,6 +890,7 @@ function socketRow(k: KcmSocket): KcmSocketMuxStats {
     rxBytes: rx.bytes,
     txMsgs: tx.msgs,
     txBytes: tx.bytes,
+    txDropped: k.endpoint.droppedCount(k),
     rxQueued: rx.length + k.endpoint.held,
     rxQueuedBytes: rx.rmem,
     txQueued: tx.queue.length,

@@ -19,10 +19,22 @@ export const kPsock: unique symbol = Symbol('kcm.psock');
 
 type Transport = net.Socket & { [kPsock]?: Psock };
 
+/**
+ * Where a message came from, and where a reply can be pinned [K-1, K-2]: a {@link Psock}
+ * in the multiplexor's thread, a plain `{ id }` in a worker. Either is accepted back as
+ * the `psock` option of the send calls.
+ */
+export interface PsockRef {
+  /** The psock's id: unique within its multiplexor, never reused [K-1]. */
+  readonly id: number;
+}
+
 /** Counters of one psock [ST-2], exact at the time of the call: its parser's and its own. */
 export interface PsockStats extends StreamParserStats {
   /** The psock's index in its multiplexor [O-2]. */
   index: number;
+  /** Its id: unique within the multiplexor, never reused [K-1]. */
+  id: number;
   txMsgs: number;
   txBytes: number;
   reserved: number;
@@ -47,6 +59,14 @@ export interface PsockStats extends StreamParserStats {
   rxPartialBytes: number;
   /** Bytes the transport holds for writing (its `writableLength`). */
   txQueuedBytes: number;
+  /** Pinned messages handed whole to the transport [K-3]. */
+  txPinnedMsgs: number;
+  /** Bytes of those messages. */
+  txPinnedBytes: number;
+  /** Pinned messages dropped because this psock failed or was unattached first [K-6]. */
+  txDropped: number;
+  /** Pinned messages waiting for this psock (gauge) [K-4]. */
+  txPinnedQueued: number;
 }
 
 /** Options of {@link KcmSocket.attach}. */
@@ -72,13 +92,19 @@ export interface PsockEvents {
  * cannot be parsed; from then on it is done in both directions [E-*, X-3]. The
  * application unattaches it and closes the transport [E-4].
  */
-export class Psock extends EventEmitter<PsockEvents> {
+export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
   /** The attached transport. */
   readonly transport: net.Socket;
   /** The multiplexor it belongs to. */
   readonly mux: Multiplexor;
-  /** Its index in the multiplexor [O-2]. */
+  /** Its index in the multiplexor [O-2]: reused after an unattach (`psock-N`). */
   index: number;
+  /**
+   * Its id: unique within its multiplexor and never reused, unlike {@link index} [K-1].
+   * The origin of every message parsed from this transport carries it, and a reply
+   * pinned to it goes out on this transport only.
+   */
+  readonly id: number;
 
   /** @internal */ readonly parser: StreamParser;
   /** @internal The KCM socket holding it for transmit [T-13]. */ txKcm: KcmSocket | undefined = undefined;
@@ -99,6 +125,14 @@ export class Psock extends EventEmitter<PsockEvents> {
   /** @internal */ unreserved = 0;
   /** @internal */ txAborts = 0;
   /** @internal Messages in a failed write that may have reached the peer, so not retried. */ txUncertain = 0;
+  /** @internal [K-3] */ txPinnedMsgs = 0;
+  /** @internal */ txPinnedBytes = 0;
+  /** @internal [K-6] */ txDropped = 0;
+
+  /** @internal [K-4] messages pinned to this psock, in call order, not yet handed whole. */
+  readonly pinned = new Fifo<TxMessage>();
+  /** @internal [K-4] writing its pinned messages: out of the available list, held by nobody. */ pinnedBusy = false;
+  /** @internal Pinned work queued. */ pinnedScheduled = false;
 
   /**
    * Messages handed to the transport whose write has not completed yet. For each entry:
@@ -118,10 +152,11 @@ export class Psock extends EventEmitter<PsockEvents> {
   private savedReadable: ((...args: unknown[]) => void)[] = [];
 
   /** @internal Use {@link KcmSocket.attach}. */
-  constructor(mux: Multiplexor, index: number, transport: net.Socket, options: Required<Pick<AttachOptions, 'parser' | 'maxMessageSize'>> & { assemblyTimeout: number }) {
+  constructor(mux: Multiplexor, index: number, id: number, transport: net.Socket, options: Required<Pick<AttachOptions, 'parser' | 'maxMessageSize'>> & { assemblyTimeout: number }) {
     super();
     this.mux = mux;
     this.index = index;
+    this.id = id;
     this.transport = transport;
     this.connecting = transport.connecting;
     this.parser = new StreamParser(options, this);
@@ -133,6 +168,7 @@ export class Psock extends EventEmitter<PsockEvents> {
     const p = this.parser;
     return {
       index: this.index,
+      id: this.id,
       rxMsgs: p.rxMsgs,
       rxBytes: p.rxBytes,
       txMsgs: this.txMsgs,
@@ -156,12 +192,24 @@ export class Psock extends EventEmitter<PsockEvents> {
       txStalled: this.stalled,
       rxPartialBytes: p.partialBytes,
       txQueuedBytes: this.transport.writableLength,
+      txPinnedMsgs: this.txPinnedMsgs,
+      txPinnedBytes: this.txPinnedBytes,
+      txDropped: this.txDropped,
+      txPinnedQueued: this.pinned.length,
     };
   }
 
   /** The error that ended this psock, if any. */
   get error(): KcmError | undefined {
     return this.errored;
+  }
+
+  /**
+   * True once the psock can send nothing more: failed, taken out of transmit rotation,
+   * or unattached. A reply pinned to it then rejects with `EPIPE` [K-5].
+   */
+  get done(): boolean {
+    return !this.attached || this.txStopped || this.errored !== undefined;
   }
 
   /** @internal Takes over the transport's receive path [A-10, A-12]. */

@@ -2,11 +2,13 @@ import { KcmError, checkInteger, invalidArgType } from '../errors.js';
 import { AbortError } from './abort-error.js';
 import { Fifo } from './fifo.js';
 import { badf, checkOptions, checkSignal } from './socket-args.js';
-import type { KcmSocket, ReceiveIntoResult, ReceiveOptions } from './kcm-socket.js';
+import type { KcmSocket, ReceiveFromResult, ReceiveIntoResult, ReceiveOptions } from './kcm-socket.js';
+import type { PsockRef } from './psock.js';
 
 const RECEIVE = 0;
 const RECEIVE_MANY = 1;
 const RECEIVE_INTO = 2;
+const RECEIVE_FROM = 3;
 
 /** A receive call waiting for a message. */
 interface Reader {
@@ -30,6 +32,10 @@ interface Reader {
 export class ReceiveQueue {
   /** Whole messages, oldest first. */
   readonly queue = new Fifo<Buffer>();
+  /** [K-2] the origin of each queued message, in step with {@link queue}: no allocation per message. */
+  readonly origins = new Fifo<PsockRef>();
+  /** The origin of the message taken last. */
+  from: PsockRef | undefined = undefined;
   /** Bytes of queued messages (Rmem) [S-3]. */
   rmem = 0;
   /** SEQPACKET: bytes of the head message already read [R-6, X-2]. */
@@ -58,19 +64,24 @@ export class ReceiveQueue {
     return this.rmem === 0 || this.rmem < this.limit;
   }
 
-  enqueue(message: Buffer): void {
+  /** Queues a steered message with its origin [K-2]. */
+  enqueue(message: Buffer, origin: PsockRef): void {
     this.queue.push(message);
+    this.origins.push(origin);
     this.rmem += message.length;
   }
 
   /**
    * Takes every queued message for requeueing, without the ready routine [D-3]; with
    * `keepPartial` a partly read head message stays (its new owner would get only the rest).
+   * Their origins are appended to `origins` [K-2].
    */
-  takeAll(keepPartial: boolean): Buffer[] {
+  takeAll(keepPartial: boolean, origins: PsockRef[]): Buffer[] {
     let head: Buffer | undefined;
+    let headOrigin: PsockRef | undefined;
     if (this.offset > 0) {
       head = this.queue.shift();
+      headOrigin = this.origins.shift();
       if (!keepPartial) {
         this.rmem -= head!.length;
         head = undefined;
@@ -78,13 +89,27 @@ export class ReceiveQueue {
       }
     }
     const all = this.queue.drain();
+    for (const o of this.origins.drain()) origins.push(o);
     if (head !== undefined) {
       this.queue.push(head);
+      this.origins.push(headOrigin!);
       this.rmem = head.length;
     } else {
       this.rmem = 0;
     }
     return all;
+  }
+
+  /** recvmsg with its source [K-2]. */
+  receiveFrom(options: ReceiveOptions | undefined): Promise<ReceiveFromResult> {
+    const signal = options === undefined ? undefined : checkSignal(checkOptions(options).signal);
+    if (this.owner.closed) return Promise.reject(badf('receiveFrom'));
+    if (signal !== undefined && signal.aborted) return Promise.reject(new AbortError(signal.reason));
+    if (this.readers.length === 0 && this.queue.length > 0) {
+      const message = this.dequeue();
+      return Promise.resolve({ message, origin: this.from! });
+    }
+    return this.waitRead(RECEIVE_FROM, 0, undefined, signal);
   }
 
   /** recvmsg [R-*]. */
@@ -149,11 +174,16 @@ export class ReceiveQueue {
       if (r.onAbort !== undefined) r.signal!.removeEventListener('abort', r.onAbort);
       if (r.kind === RECEIVE) r.resolve(this.dequeue() as never);
       else if (r.kind === RECEIVE_MANY) r.resolve(this.dequeueMany(r.max) as never);
-      else r.resolve(this.readInto(r.target!) as never);
+      else if (r.kind === RECEIVE_FROM) {
+        const message = this.dequeue();
+        r.resolve({ message, origin: this.from! } as never);
+      } else r.resolve(this.readInto(r.target!) as never);
     }
     const owner = this.owner;
     while (this.queue.length > 0 && !this.paused && !owner.closed && owner.listenerCount('message') > 0) {
-      owner.emit('message', this.dequeue());
+      // [K-2] the origin travels as the second argument.
+      const message = this.dequeue();
+      owner.emit('message', message, this.from!);
     }
   }
 
@@ -184,6 +214,7 @@ export class ReceiveQueue {
   /** Takes the head message (the rest of it, after a partial read) and counts it [ST-1]. */
   private takeHead(): Buffer {
     let message = this.queue.shift()!;
+    this.from = this.origins.shift();
     this.rmem -= message.length;
     if (this.offset > 0) {
       message = message.subarray(this.offset);
@@ -204,6 +235,7 @@ export class ReceiveQueue {
     if (bytes === rest || this.owner.type === 'dgram') {
       // [R-5] whole rest read, or [R-4] DGRAM: the rest is discarded.
       this.queue.shift();
+      this.from = this.origins.shift();
       this.rmem -= message.length;
       this.offset = 0;
       this.msgs++;

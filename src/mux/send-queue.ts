@@ -1,10 +1,11 @@
 import { invalidArgType } from '../errors.js';
+import type { PsockRef } from './psock.js';
 import { AbortError } from './abort-error.js';
 import { Fifo } from './fifo.js';
 import { noop } from './noop.js';
 import { badf, checkBool, checkSignal, partsLength, toParts } from './socket-args.js';
 import { TxMessage } from './tx-message.js';
-import type { KcmSocket, Message, SendOptions } from './kcm-socket.js';
+import type { KcmSocket, Message, SendManyOptions, SendOptions } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
 
 /** A send call waiting for buffer space [T-9]. */
@@ -13,6 +14,8 @@ interface SendRequest {
   length: number;
   eor: boolean;
   batch: boolean;
+  /** [K-3] the psock it is pinned to, checked again when it proceeds [K-5]. */
+  pin: PsockRef | undefined;
   resolve: () => void;
   reject: (err: unknown) => void;
   signal: AbortSignal | undefined;
@@ -40,6 +43,10 @@ export class SendQueue {
   msgs = 0;
   /** [ST-1] */
   bytes = 0;
+  /** [K-6] pinned messages dropped. */
+  dropped = 0;
+  /** [K-7] pinned messages held by MSG_BATCH, in call order. */
+  pinHeld: TxMessage[] = [];
   /** Sends waiting for buffer space, in call order [T-9, B-15]. */
   readonly waiters = new Fifo<SendRequest>();
   private readonly owner: KcmSocket;
@@ -65,24 +72,35 @@ export class SendQueue {
     let eor = true;
     let batch = false;
     let signal: AbortSignal | undefined;
+    let ref: PsockRef | undefined;
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
       eor = checkBool('options.eor', options.eor, true);
       batch = checkBool('options.batch', options.batch, false);
       signal = checkSignal(options.signal);
+      ref = checkPsockRef(options.psock);
     }
-    if (this.owner.closed) return Promise.reject(badf('send'));
+    const owner = this.owner;
+    if (owner.closed) return Promise.reject(badf('send'));
     const gate = this.gate();
     if (gate instanceof Error) return Promise.reject(gate);
     if (signal !== undefined && signal.aborted) {
       this.sendFailed();
       return Promise.reject(new AbortError(signal.reason));
     }
+    let pin: PsockRef | undefined;
+    if (ref !== undefined) {
+      try {
+        pin = owner.endpoint.pinTarget(owner, ref);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     if (this.waiters.length === 0 && this.admits()) {
-      this.sendNow(parts, length, eor, batch);
+      this.sendNow(parts, length, eor, batch, pin);
       return resolved;
     }
-    const promise = this.enqueueSend(parts, length, eor, batch, signal);
+    const promise = this.enqueueSend(parts, length, eor, batch, signal, pin);
     this.kickSenders();
     return promise;
   }
@@ -93,43 +111,61 @@ export class SendQueue {
     const length = partsLength(parts);
     let eor = true;
     let batch = false;
+    let ref: PsockRef | undefined;
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
       eor = checkBool('options.eor', options.eor, true);
       batch = checkBool('options.batch', options.batch, false);
+      ref = checkPsockRef(options.psock);
     }
-    if (this.owner.closed) throw badf('the socket is closed');
+    const owner = this.owner;
+    if (owner.closed) throw badf('the socket is closed');
     const gate = this.gate();
     if (gate instanceof Error) throw gate;
+    const pin = ref === undefined ? undefined : owner.endpoint.pinTarget(owner, ref);
     if (this.waiters.length > 0 || !this.admits()) {
       this.flushBatch();
       return false;
     }
-    this.sendNow(parts, length, eor, batch);
+    this.sendNow(parts, length, eor, batch, pin);
     return true;
   }
 
   /** sendmmsg: one burst [T-8]. */
-  sendMany(messages: readonly Message[]): Promise<void> {
+  sendMany(messages: readonly Message[], options: SendManyOptions | undefined): Promise<void> {
     if (!Array.isArray(messages)) throw invalidArgType('messages', 'an array of messages', messages);
     const all: Buffer[][] = new Array(messages.length);
     for (let i = 0; i < messages.length; i++) all[i] = toParts(messages[i]!, `messages[${i}]`);
-    if (this.owner.closed) return Promise.reject(badf('sendMany'));
+    let ref: PsockRef | undefined;
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+      ref = checkPsockRef(options.psock);
+    }
+    const owner = this.owner;
+    if (owner.closed) return Promise.reject(badf('sendMany'));
     const gate = this.gate();
     if (gate instanceof Error) return Promise.reject(gate);
+    let pin: PsockRef | undefined;
+    if (ref !== undefined) {
+      try {
+        pin = owner.endpoint.pinTarget(owner, ref);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     const last = all.length - 1;
     for (let i = 0; i <= last; i++) {
       const parts = all[i]!;
       const length = partsLength(parts);
       if (this.waiters.length === 0 && this.admits()) {
-        this.sendNow(parts, length, true, i < last);
+        this.sendNow(parts, length, true, i < last, pin);
         continue;
       }
       // Out of buffer space: the rest waits in order, the last one settles the call.
       let result: Promise<void> = resolved;
       for (let j = i; j <= last; j++) {
         const p = all[j]!;
-        result = this.enqueueSend(p, partsLength(p), true, j < last, undefined);
+        result = this.enqueueSend(p, partsLength(p), true, j < last, undefined, pin);
         if (j < last) result.catch(noop);
       }
       this.kickSenders();
@@ -154,13 +190,18 @@ export class SendQueue {
     }
   }
 
-  /** [T-3 steps 4-6] takes the bytes, completes and queues the message, starts writing. */
-  private sendNow(parts: Buffer[], length: number, eor: boolean, batch: boolean): void {
-    const host = this.owner.host;
+  /**
+   * [T-3 steps 4-6] takes the bytes, completes and queues the message, starts writing.
+   * A pinned message [K-3] goes to its psock's queue, through {@link pinHeld} while a
+   * batch holds it [K-7]; the call that completes a message decides where it goes.
+   */
+  private sendNow(parts: Buffer[], length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined): void {
+    const owner = this.owner;
+    const host = owner.host;
     host.enter();
     try {
       if (length > 0) {
-        if (this.openMsg === undefined) this.openMsg = new TxMessage(this.owner, parts, length);
+        if (this.openMsg === undefined) this.openMsg = new TxMessage(owner, parts, length);
         else this.openMsg.append(parts, length);
         this.smem += length;
         this.bytes += length;
@@ -169,25 +210,45 @@ export class SendQueue {
       // [T-5] an empty call completes the open message, if any; never an empty message.
       const msg = this.openMsg;
       this.openMsg = undefined;
-      const wasEmpty = this.queue.length === 0;
+      let start = false;
       if (msg !== undefined) {
-        this.queue.push(msg);
         this.msgs++;
+        if (pin !== undefined) {
+          msg.pin = pin;
+          if (!batch && !this.batchPending) {
+            owner.endpoint.pinned(owner, msg); // the common case: straight to its psock [K-4]
+            return;
+          }
+          this.pinHeld.push(msg);
+          start = true;
+        } else {
+          start = this.queue.length === 0;
+          this.queue.push(msg);
+        }
       }
       if (batch) {
         if (msg !== undefined) this.batchPending = true;
-      } else if (wasEmpty || this.batchPending) {
+      } else if (start || this.batchPending) {
         this.batchPending = false;
-        if (this.queue.length > 0) host.scheduleTx(this.owner);
+        if (this.queue.length > 0) host.scheduleTx(owner);
+        if (this.pinHeld.length > 0) this.releasePinned();
       }
     } finally {
       host.leave();
     }
   }
 
-  private enqueueSend(parts: Buffer[], length: number, eor: boolean, batch: boolean, signal: AbortSignal | undefined): Promise<void> {
+  /** [K-4, K-7] hands the held pinned messages on, in call order. */
+  private releasePinned(): void {
+    const held = this.pinHeld;
+    this.pinHeld = [];
+    const owner = this.owner;
+    for (const msg of held) owner.endpoint.pinned(owner, msg);
+  }
+
+  private enqueueSend(parts: Buffer[], length: number, eor: boolean, batch: boolean, signal: AbortSignal | undefined, pin: PsockRef | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const req: SendRequest = { parts, length, eor, batch, resolve, reject, signal, onAbort: undefined };
+      const req: SendRequest = { parts, length, eor, batch, pin, resolve, reject, signal, onAbort: undefined };
       if (signal !== undefined) {
         req.onAbort = () => this.abortSend(req);
         signal.addEventListener('abort', req.onAbort, { once: true });
@@ -227,6 +288,7 @@ export class SendQueue {
     host.enter();
     try {
       host.scheduleTx(this.owner);
+      if (this.pinHeld.length > 0) this.releasePinned();
     } finally {
       host.leave();
     }
@@ -239,7 +301,16 @@ export class SendQueue {
     while (waiters.length > 0 && !owner.closed && this.admits()) {
       const req = waiters.shift()!;
       if (req.onAbort !== undefined) req.signal!.removeEventListener('abort', req.onAbort);
-      this.sendNow(req.parts, req.length, req.eor, req.batch);
+      if (req.pin !== undefined) {
+        try {
+          owner.endpoint.pinTarget(owner, req.pin); // [K-5] the psock died while the call waited
+        } catch (err) {
+          this.sendFailed();
+          req.reject(err);
+          continue;
+        }
+      }
+      this.sendNow(req.parts, req.length, req.eor, req.batch, req.pin);
       req.resolve();
     }
     // [T-3 step 3] a sender still waiting flushes the batch its predecessors left open
@@ -251,6 +322,15 @@ export class SendQueue {
   credit(bytes: number): void {
     this.smem -= bytes;
     this.pump();
+  }
+
+  /**
+   * [K-4, K-6] bytes of pinned messages left the send queue (handed whole, or dropped),
+   * inside an operation: waiting sends proceed in the transmit work that ends it [T-9].
+   */
+  freed(bytes: number): void {
+    this.smem -= bytes;
+    if (this.waiters.length > 0) this.owner.host.scheduleTx(this.owner);
   }
 
   /**
@@ -282,7 +362,7 @@ export class SendQueue {
       freed = true;
     }
     if (queue.length === 0 && psock !== undefined) mux.release(psock, owner);
-    if (freed) this.pump();
+    if (freed || this.waiters.length > 0) this.pump();
   }
 
   /** Puts a message whose write failed back in the queue [T-16]. */
@@ -295,6 +375,8 @@ export class SendQueue {
   discard(): void {
     this.openMsg = undefined;
     this.queue.clear();
+    // [O-6 step 2] pinned messages are discarded too (skipped by their psocks) [K-8].
+    this.pinHeld = [];
     this.smem = 0;
     this.batchPending = false;
   }
@@ -306,4 +388,13 @@ export class SendQueue {
       req.reject(err);
     }
   }
+}
+
+/** [K-5] a `psock` option: an object with a numeric `id` (whether it names a psock is checked later). */
+function checkPsockRef(ref: unknown): PsockRef | undefined {
+  if (ref === undefined) return undefined;
+  if (ref === null || typeof ref !== 'object' || typeof (ref as { id?: unknown }).id !== 'number') {
+    throw invalidArgType('options.psock', 'a Psock or an object with a numeric id (a message origin)', ref);
+  }
+  return ref as PsockRef;
 }

@@ -1,4 +1,5 @@
 import type { KcmSocket } from './kcm-socket.js';
+import type { Psock, PsockRef } from './psock.js';
 import type { TxMessage } from './tx-message.js';
 
 /**
@@ -44,6 +45,18 @@ export interface SocketEndpoint {
   taken(sock: KcmSocket): void;
   /** Messages steered to the socket and held outside its queue (posted to a worker): they count as queued. */
   readonly held: number;
+  /** [K-5] the psock a pinned send names, checked at the call: throws KcmError `ENOENT` or `EPIPE`. */
+  pinTarget(sock: KcmSocket, ref: PsockRef): PsockRef;
+  /** [K-4] a complete pinned message goes on: to its psock's queue, or to the worker's proxy. */
+  pinned(sock: KcmSocket, msg: TxMessage): void;
+  /** [K-4, K-6] bytes of pinned messages left the send queue: handed whole, or dropped [T-7]. */
+  freed(sock: KcmSocket, bytes: number): void;
+  /** [K-6] a pinned message of the socket was dropped. */
+  dropped(sock: KcmSocket): void;
+  /** [K-6] the socket's `txDropped`. */
+  droppedCount(sock: KcmSocket): number;
+  /** [K-5] the set of psocks able to send changed (a worker's socket mirrors it). */
+  psocksChanged(sock: KcmSocket): void;
 }
 
 /** The endpoint of a socket of the multiplexor's thread. */
@@ -67,7 +80,8 @@ export const localEndpoint: SocketEndpoint = {
       sock.rxDisabled = disable;
       if (disable) {
         mux.leaveRxWaiters(sock);
-        mux.requeue(sock.rx.takeAll(true));
+        const origins: PsockRef[] = [];
+        mux.requeue(sock.rx.takeAll(true, origins), origins);
       } else {
         mux.socketReady(sock);
       }
@@ -77,4 +91,20 @@ export const localEndpoint: SocketEndpoint = {
   },
   taken(): void {},
   held: 0,
+  pinTarget(sock: KcmSocket, ref: PsockRef): PsockRef {
+    return sock.mux.pinTarget(ref);
+  },
+  pinned(sock: KcmSocket, msg: TxMessage): void {
+    sock.mux.pin(msg.pin as Psock, msg);
+  },
+  freed(sock: KcmSocket, bytes: number): void {
+    sock.tx.freed(bytes);
+  },
+  dropped(sock: KcmSocket): void {
+    sock.tx.dropped++;
+  },
+  droppedCount(sock: KcmSocket): number {
+    return sock.tx.dropped;
+  },
+  psocksChanged(): void {},
 };

@@ -1,6 +1,7 @@
 /** The public types of a {@link KcmSocket}'s calls: options, results, counters, events. */
 import type { KcmSocket } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
+import type { PsockRef } from './psock.js';
 import type { SocketEndpoint, SocketHost } from './socket-endpoint.js';
 
 /** The socket type [O-1a]. */
@@ -23,6 +24,26 @@ export interface SendOptions {
   /** MSG_BATCH: hold the write until a call without batch [T-8]. */
   batch?: boolean;
   signal?: AbortSignal;
+  /**
+   * Pins the message to this psock [K-3]: it goes out on that transport only, whole, in
+   * call order with the socket's other messages to it, or is dropped and counted
+   * (`txDropped`) if the psock fails first [K-6]. A `Psock`, or the `origin` of a
+   * received message (a plain `{ id }` in a worker).
+   */
+  psock?: PsockRef;
+}
+
+/** Options of {@link KcmSocket.sendMany}. */
+export interface SendManyOptions {
+  /** Pins every message of the call to this psock [K-3]; they go out back to back there [T-8]. */
+  psock?: PsockRef;
+}
+
+/** Result of {@link KcmSocket.receiveFrom}. */
+export interface ReceiveFromResult {
+  message: Buffer;
+  /** The psock the message was parsed from [K-2]: a `Psock`, or a plain `{ id }` in a worker. */
+  origin: PsockRef;
 }
 
 /** Options of the receive calls. */
@@ -46,6 +67,11 @@ export interface KcmSocketStats {
   rxBytes: number;
   txMsgs: number;
   txBytes: number;
+  /**
+   * Pinned messages dropped because their psock failed or was unattached first [K-6].
+   * Not enumerable, so the object shows the four ST-1 counters of Linux.
+   */
+  txDropped: number;
 }
 
 /** A message, or the parts of one message (an iovec). */
@@ -53,8 +79,12 @@ export type Message = Uint8Array | readonly Uint8Array[];
 
 /** The events of a {@link KcmSocket}, with their listeners' arguments. */
 export interface KcmSocketEvents {
-  /** A message, in flowing mode (while a listener is attached and the socket is not paused). */
-  message: [message: Buffer];
+  /**
+   * A message, in flowing mode (while a listener is attached and the socket is not
+   * paused), with its origin: the psock it was parsed from [K-2], to pass back as
+   * `send(reply, { psock: origin })`.
+   */
+  message: [message: Buffer, origin: PsockRef];
   /** The socket closed. */
   close: [];
   /**

@@ -1,4 +1,5 @@
 import type { KcmSocket } from './kcm-socket.js';
+import type { PsockRef } from './psock.js';
 
 /**
  * The piece of a large message handed to `transport.write()` at once, so a stall can fall
@@ -26,6 +27,11 @@ export class TxMessage {
   attempt = 0;
   /** True once every byte of the current attempt was handed to the transport. */
   handed = false;
+  /**
+   * The psock it is pinned to [K-3]: it goes out there or nowhere. A Psock in the
+   * multiplexor's thread; the `{ id }` the user gave in a worker.
+   */
+  pin: PsockRef | undefined = undefined;
 
   constructor(owner: KcmSocket, parts: Buffer[], length: number) {
     this.owner = owner;

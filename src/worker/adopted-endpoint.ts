@@ -2,8 +2,10 @@ import type { MessagePort } from 'node:worker_threads';
 import { KcmError } from '../errors.js';
 import { KcmSocket } from '../mux/kcm-socket.js';
 import type { SocketEndpoint, SocketHost } from '../mux/socket-endpoint.js';
+import type { PsockRef } from '../mux/psock.js';
+import type { TxMessage } from '../mux/tx-message.js';
 import {
-  FLAG_BURST_END, MSG_ACK, MSG_CREDIT, MSG_DATA, MSG_DISABLE, MSG_ENABLE, MSG_RETURN, MSG_SEND, SHARED_GONE,
+  FLAG_BURST_END, MSG_ACK, MSG_CREDIT, MSG_DATA, MSG_DISABLE, MSG_ENABLE, MSG_PSOCKS, MSG_RETURN, MSG_SEND, SHARED_DROPPED, SHARED_GONE,
   packSent, unpackReceived, type WireMessage,
 } from './protocol.js';
 import { checkWorkerPort, type KcmWorkerPort } from './worker-port.js';
@@ -59,7 +61,15 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
   /** Messages taken for transmit, not yet posted. */
   private outMsgs: Buffer[][] = [];
   private outFlags: number[] = [];
+  /** Psock ids the messages are pinned to (0: none) [K-3]. */
+  private outPins: number[] = [];
   private outBytes = 0;
+  /** [K-5] ids of the psocks that can send, as the proxy last told. */
+  private psockLive = new Set<number>();
+  /** [K-5] the next id the multiplexor will give: ids below it and not live are done. */
+  private psockNext = 1;
+  /** [K-2] one frozen `{ id }` per psock, so origins cost no allocation per message. */
+  private readonly origins = new Map<number, PsockRef>();
   outScheduled = false;
   portClosed = false;
   private depth = 0;
@@ -167,6 +177,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     while (queue.length > 0) {
       const msg = queue.shift()!;
       this.outMsgs.push(msg.parts);
+      this.outPins.push(msg.pin === undefined ? 0 : msg.pin.id);
       this.outFlags.push(0);
       this.outBytes += msg.length;
     }
@@ -183,13 +194,15 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
   flushOut(): void {
     this.outScheduled = false;
     const msgs = this.outMsgs;
+    const pins = this.outPins;
     const flags = this.outFlags;
     const bytes = this.outBytes;
     this.outMsgs = [];
+    this.outPins = [];
     this.outFlags = [];
     this.outBytes = 0;
     if (msgs.length === 0 || this.sock.closed) return;
-    const buf = packSent(msgs, flags, bytes);
+    const buf = packSent(msgs, pins, flags, bytes);
     this.port.postMessage({ t: MSG_SEND, buf }, [buf]);
   }
 
@@ -201,7 +214,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
   recvDisable(sock: KcmSocket, disable: boolean): void {
     sock.rxDisabled = disable;
     if (disable) {
-      const moved = sock.rx.takeAll(true);
+      const moved = sock.rx.takeAll(true, []);
       this.port.postMessage({ t: MSG_DISABLE, consumed: sock.rx.msgs, keep: sock.rx.length, n: moved.length });
     } else {
       this.port.postMessage({ t: MSG_ENABLE });
@@ -217,6 +230,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     const rx = sock.rx;
     Atomics.store(this.shared, SHARED_GONE, (rx.msgs + (rx.offset > 0 ? 1 : 0)) | 0);
     this.outMsgs = [];
+    this.outPins = [];
     this.outFlags = [];
     this.outBytes = 0;
     sock.finishClose();
@@ -236,7 +250,65 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     if (sock.closed) return;
     if (m.t === MSG_DATA) this.onData(sock, m.buf!);
     else if (m.t === MSG_CREDIT) sock.tx.credit(m.bytes!);
+    else if (m.t === MSG_PSOCKS) this.onPsocks(m.live!, m.next!);
   }
+
+  /** [K-5] the proxy's list of psocks that can send. */
+  private onPsocks(live: number[], next: number): void {
+    this.psockLive = new Set(live);
+    if (next > this.psockNext) this.psockNext = next;
+    for (const id of this.origins.keys()) if (!this.psockLive.has(id)) this.origins.delete(id);
+  }
+
+  /** [K-2] the origin object of a psock id. */
+  private originOf(id: number): PsockRef {
+    let ref = this.origins.get(id);
+    if (ref === undefined) {
+      ref = Object.freeze({ id });
+      this.origins.set(id, ref);
+      // Announced before its messages; this only guards the order of the two.
+      if (id >= this.psockNext) {
+        this.psockLive.add(id);
+        this.psockNext = id + 1;
+      }
+    }
+    return ref;
+  }
+
+  /**
+   * [K-5] checked against the proxy's list: a psock that was attached and is done is
+   * `EPIPE`, an id never given is `ENOENT`. One that fails after the call is dropped in
+   * the multiplexor's thread and counted [K-6].
+   */
+  pinTarget(sock: KcmSocket, ref: PsockRef): PsockRef {
+    void sock;
+    const id = ref.id;
+    if (this.psockLive.has(id)) return ref;
+    if (Number.isInteger(id) && id >= 1 && id < this.psockNext) {
+      throw new KcmError('EPIPE', `psock ${id} is done: a message pinned to it cannot be sent`);
+    }
+    throw new KcmError('ENOENT', `no psock with id ${String(id)} in this multiplexor`);
+  }
+
+  /** [K-4] pinned messages go to the proxy with the others, in call order. */
+  pinned(sock: KcmSocket, msg: TxMessage): void {
+    sock.tx.queue.push(msg);
+    this.scheduleTx();
+  }
+
+  /** Never called: pinned bytes are credited by the proxy. */
+  freed(): void {}
+
+  /** Never called: drops happen in the multiplexor's thread. */
+  dropped(): void {}
+
+  /** [K-6] what the multiplexor's thread dropped of this socket's messages. */
+  droppedCount(): number {
+    return Atomics.load(this.shared, SHARED_DROPPED);
+  }
+
+  /** Never called: the proxy posts the list. */
+  psocksChanged(): void {}
 
   /** A batch from the proxy. */
   private onData(sock: KcmSocket, buf: ArrayBuffer): void {
@@ -249,7 +321,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     }
     this.enter();
     try {
-      unpackReceived(buf, (m) => rx.enqueue(m));
+      unpackReceived(buf, (m, id) => rx.enqueue(m, this.originOf(id)));
       this.touched = true;
     } finally {
       this.leave();

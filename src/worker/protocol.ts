@@ -4,12 +4,18 @@
  *
  * Messages cross in batches, one ArrayBuffer per burst, transferred (not cloned):
  *
- *     received batch (proxy -> worker)          sent batch (worker -> proxy)
- *     +---------+----------------+------+       +---------+----------------+-----------+------+
- *     | u32 n   | u32 end[0..n)  | data |       | u32 n   | u32 end[0..n)  | u8 flag[n]| data |
- *     +---------+----------------+------+       +---------+----------------+-----------+------+
+ *     received batch (proxy -> worker)
+ *     +---------+----------------+-------------------+------+
+ *     | u32 n   | u32 end[0..n)  | u32 origin[0..n)  | data |
+ *     +---------+----------------+-------------------+------+
+ *     sent batch (worker -> proxy)
+ *     +---------+----------------+-------------------+------------+------+
+ *     | u32 n   | u32 end[0..n)  | u32 pin[0..n)     | u8 flag[n] | data |
+ *     +---------+----------------+-------------------+------------+------+
  *
- * `end[i]` is the offset in `data` where message i ends (message 0 starts at 0). A sent
+ * `end[i]` is the offset in `data` where message i ends (message 0 starts at 0).
+ * `origin[i]` is the id of the psock message i was parsed from [K-2]; `pin[i]` the id of
+ * the psock a sent message is pinned to, 0 for none [K-3] (ids start at 1). A sent
  * message whose flag is {@link FLAG_BURST_END} ends one transmit burst of the worker's
  * socket: the proxy writes it without MSG_BATCH, so burst boundaries stay as the worker
  * made them [T-8, T-13].
@@ -32,6 +38,12 @@ export const MSG_DISABLE = 4;
 export const MSG_RETURN = 5;
 /** worker -> proxy: receive enabled again [D-6] `{ t }`. */
 export const MSG_ENABLE = 6;
+/**
+ * proxy -> worker: the psocks able to send changed `{ t, live, next }`: the ids of those
+ * that can, and the next id the multiplexor will give, so the worker tells a done psock
+ * (`EPIPE`) from an unknown one (`ENOENT`) at the call [K-5].
+ */
+export const MSG_PSOCKS = 7;
 
 /** Flag of a sent message that ends a transmit burst. */
 export const FLAG_BURST_END = 1;
@@ -42,7 +54,9 @@ export const FLAG_BURST_END = 1;
  * the proxy can tell, after the worker died, which messages it never saw.
  */
 export const SHARED_GONE = 0;
-export const SHARED_SLOTS = 1;
+/** Pinned messages of the socket the proxy dropped [K-6] (the socket's `txDropped`). */
+export const SHARED_DROPPED = 1;
+export const SHARED_SLOTS = 2;
 
 /** A posted protocol message. */
 export interface WireMessage {
@@ -52,14 +66,16 @@ export interface WireMessage {
   consumed?: number;
   keep?: number;
   n?: number;
+  live?: number[];
+  next?: number;
 }
 
-/** Packs received messages into one transferable buffer. */
-export function packReceived(messages: readonly Buffer[], bytes: number): ArrayBuffer {
+/** Packs received messages and the ids of their origins [K-2] into one transferable buffer. */
+export function packReceived(messages: readonly Buffer[], origins: readonly number[], bytes: number): ArrayBuffer {
   const n = messages.length;
-  const head = 4 * (n + 1);
+  const head = 4 * (2 * n + 1);
   const buf = newBuffer(head + bytes);
-  const index = new Uint32Array(buf, 0, n + 1);
+  const index = new Uint32Array(buf, 0, 2 * n + 1);
   const data = new Uint8Array(buf, head);
   index[0] = n;
   let pos = 0;
@@ -68,31 +84,35 @@ export function packReceived(messages: readonly Buffer[], bytes: number): ArrayB
     data.set(m, pos);
     pos += m.length;
     index[i + 1] = pos;
+    index[n + i + 1] = origins[i]!;
   }
   return buf;
 }
 
-/** Calls `each` with a view of every message of a received batch, in order. */
-export function unpackReceived(buf: ArrayBuffer, each: (message: Buffer) => void): number {
+/** Calls `each` with a view of every message of a received batch and its origin's id, in order. */
+export function unpackReceived(buf: ArrayBuffer, each: (message: Buffer, origin: number) => void): number {
   const n = new Uint32Array(buf, 0, 1)[0]!;
-  const index = new Uint32Array(buf, 4, n);
-  const head = 4 * (n + 1);
+  const index = new Uint32Array(buf, 4, 2 * n);
+  const head = 4 * (2 * n + 1);
   let start = 0;
   for (let i = 0; i < n; i++) {
     const end = index[i]!;
-    each(Buffer.from(buf, head + start, end - start));
+    each(Buffer.from(buf, head + start, end - start), index[n + i]!);
     start = end;
   }
   return n;
 }
 
-/** Packs messages to send (each an array of parts) with their burst flags into one transferable buffer. */
-export function packSent(messages: readonly (readonly Buffer[])[], flags: readonly number[], bytes: number): ArrayBuffer {
+/**
+ * Packs messages to send (each an array of parts) with the psock ids they are pinned to
+ * (0: none) and their burst flags into one transferable buffer.
+ */
+export function packSent(messages: readonly (readonly Buffer[])[], pins: readonly number[], flags: readonly number[], bytes: number): ArrayBuffer {
   const n = messages.length;
-  const head = 4 * (n + 1) + n;
+  const head = 4 * (2 * n + 1) + n;
   const buf = newBuffer(head + bytes);
-  const index = new Uint32Array(buf, 0, n + 1);
-  const flagView = new Uint8Array(buf, 4 * (n + 1), n);
+  const index = new Uint32Array(buf, 0, 2 * n + 1);
+  const flagView = new Uint8Array(buf, 4 * (2 * n + 1), n);
   const data = new Uint8Array(buf, head);
   index[0] = n;
   let pos = 0;
@@ -102,21 +122,22 @@ export function packSent(messages: readonly (readonly Buffer[])[], flags: readon
       pos += part.length;
     }
     index[i + 1] = pos;
+    index[n + i + 1] = pins[i]!;
     flagView[i] = flags[i]!;
   }
   return buf;
 }
 
-/** Calls `each` with a view of every message of a sent batch and its flag, in order. */
-export function unpackSent(buf: ArrayBuffer, each: (message: Buffer, flag: number) => void): void {
+/** Calls `each` with a view of every message of a sent batch, its pin (0: none) and its flag, in order. */
+export function unpackSent(buf: ArrayBuffer, each: (message: Buffer, flag: number, pin: number) => void): void {
   const n = new Uint32Array(buf, 0, 1)[0]!;
-  const index = new Uint32Array(buf, 4, n);
-  const flagView = new Uint8Array(buf, 4 * (n + 1), n);
-  const head = 4 * (n + 1) + n;
+  const index = new Uint32Array(buf, 4, 2 * n);
+  const flagView = new Uint8Array(buf, 4 * (2 * n + 1), n);
+  const head = 4 * (2 * n + 1) + n;
   let start = 0;
   for (let i = 0; i < n; i++) {
     const end = index[i]!;
-    each(Buffer.from(buf, head + start, end - start), flagView[i]!);
+    each(Buffer.from(buf, head + start, end - start), flagView[i]!, index[n + i]!);
     start = end;
   }
 }

@@ -3,15 +3,17 @@ import { Fifo } from '../mux/fifo.js';
 import { KcmSocket } from '../mux/kcm-socket.js';
 import { noop } from '../mux/noop.js';
 import type { SocketEndpoint } from '../mux/socket-endpoint.js';
+import type { Psock, PsockRef } from '../mux/psock.js';
 import type { TxMessage } from '../mux/tx-message.js';
 import {
-  FLAG_BURST_END, MSG_ACK, MSG_CREDIT, MSG_DATA, MSG_DISABLE, MSG_ENABLE, MSG_RETURN, MSG_SEND, SHARED_GONE, SHARED_SLOTS,
-  packReceived, unpackSent, type WireMessage,
+  FLAG_BURST_END, MSG_ACK, MSG_CREDIT, MSG_DATA, MSG_DISABLE, MSG_ENABLE, MSG_PSOCKS, MSG_RETURN, MSG_SEND, SHARED_DROPPED, SHARED_GONE,
+  SHARED_SLOTS, packReceived, unpackSent, type WireMessage,
 } from './protocol.js';
 import type { KcmWorkerPort } from './worker-port.js';
 
 const kProxy = Symbol('kcm.workerProxy');
 const BATCH = { batch: true } as const;
+const EMPTY = Buffer.alloc(0);
 
 type ProxyPort = MessagePort & { [kProxy]?: ProxyEndpoint };
 
@@ -61,6 +63,8 @@ export class ProxyEndpoint implements SocketEndpoint {
   readonly shared: Int32Array;
   /** Messages posted to the worker, not yet known to be read there, oldest first. */
   readonly inflight = new Fifo<Buffer>();
+  /** [K-2] the origin of each posted message, in step with {@link inflight}. */
+  readonly inflightOrigins = new Fifo<PsockRef>();
   /** Messages the worker has reported fully read. */
   acked = 0;
   /** Send-queue bytes freed since the last credit (negative after a retry). */
@@ -86,6 +90,7 @@ export class ProxyEndpoint implements SocketEndpoint {
     port.on('close', proxyPortOnClose);
     // The worker, not this port, keeps the thread alive: a proxy never holds the process.
     port.unref();
+    this.psocksChanged(sock);
     // Messages taken while the constructor ran (hold queue, ready psocks) go now.
     if (sock.rx.length > 0) {
       sock.mux.touch(sock);
@@ -98,13 +103,51 @@ export class ProxyEndpoint implements SocketEndpoint {
     const queue = sock.rx.queue;
     if (queue.length === 0 || this.sock === undefined || sock.closed) return;
     const messages = queue.drain();
+    const origins = sock.rx.origins.drain();
+    const ids: number[] = new Array(origins.length);
     let bytes = 0;
-    for (const m of messages) {
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i]!;
       bytes += m.length;
       this.inflight.push(m);
+      this.inflightOrigins.push(origins[i]!);
+      ids[i] = origins[i]!.id;
     }
-    const buf = packReceived(messages, bytes);
+    const buf = packReceived(messages, ids, bytes);
     this.port.postMessage({ t: MSG_DATA, buf }, [buf]);
+  }
+
+  /** [K-5] pinned sends of the worker are checked against the list it gets from here. */
+  pinTarget(sock: KcmSocket, ref: PsockRef): PsockRef {
+    return sock.mux.pinTarget(ref);
+  }
+
+  /** [K-4] */
+  pinned(sock: KcmSocket, msg: TxMessage): void {
+    sock.mux.pin(msg.pin as Psock, msg);
+  }
+
+  /** [K-4] bytes of pinned messages left the send queue: credited to the worker. */
+  freed(sock: KcmSocket, bytes: number): void {
+    sock.tx.freed(bytes);
+    this.credit(sock, bytes);
+  }
+
+  /** [K-6] the worker's `txDropped` is read from the shared counters. */
+  dropped(sock: KcmSocket): void {
+    sock.tx.dropped++;
+    Atomics.add(this.shared, SHARED_DROPPED, 1);
+  }
+
+  droppedCount(sock: KcmSocket): number {
+    return sock.tx.dropped;
+  }
+
+  /** [K-5] the worker mirrors which psocks can send. */
+  psocksChanged(sock: KcmSocket): void {
+    if (this.sock === undefined || sock.closed) return;
+    const { live, next } = sock.mux.livePsockIds();
+    this.port.postMessage({ t: MSG_PSOCKS, live, next });
   }
 
   /** [T-11] writes, then credits the worker with the bytes that left the queue. */
@@ -174,13 +217,31 @@ export class ProxyEndpoint implements SocketEndpoint {
 
   private onSend(sock: KcmSocket, buf: ArrayBuffer): void {
     const tx = sock.tx;
-    unpackSent(buf, (message, flag) => {
+    unpackSent(buf, (message, flag, pin) => {
       // The worker admitted it against the same sendBufferSize, so this never waits;
       // if it did (a closed socket), the rejection must not go unhandled.
       const waits = tx.waiters.length > 0 || !tx.admits();
-      const p = sock.send(message, flag === FLAG_BURST_END ? undefined : BATCH);
-      if (waits) p.catch(noop);
+      if (pin === 0) {
+        const p = sock.send(message, flag === FLAG_BURST_END ? undefined : BATCH);
+        if (waits) p.catch(noop);
+        return;
+      }
+      // [K-6] pinned to a psock done since the worker's call: dropped, never sent elsewhere.
+      const psock = sock.mux.livePsock(pin);
+      if (psock === undefined) {
+        this.dropArrived(sock, pin, message.length);
+        return;
+      }
+      const p = sock.send(message, { psock, batch: flag !== FLAG_BURST_END });
+      if (waits) p.catch(() => this.dropArrived(sock, pin, message.length));
     });
+    // Messages held for a burst whose last message was dropped go out now.
+    if (tx.batchPending) sock.send(EMPTY).catch(noop);
+  }
+
+  private dropArrived(sock: KcmSocket, pin: number, bytes: number): void {
+    sock.mux.dropArrived(sock, pin);
+    this.credit(sock, bytes);
   }
 
   /** The worker read every message up to `consumed`: their memory is free [S-5]. */
@@ -209,16 +270,20 @@ export class ProxyEndpoint implements SocketEndpoint {
       }
       const skip = consumed - this.acked + keep;
       const all = this.inflight.drain();
+      const allOrigins = this.inflightOrigins.drain();
       const moved = all.splice(skip, n);
+      const movedOrigins = allOrigins.splice(skip, n);
       for (const m of all) this.inflight.push(m);
+      for (const o of allOrigins) this.inflightOrigins.push(o);
       for (const m of moved) rx.rmem -= m.length;
       if (disable) {
         for (const m of rx.queue.drain()) {
           rx.rmem -= m.length;
           moved.push(m);
         }
+        for (const o of rx.origins.drain()) movedOrigins.push(o);
       }
-      mux.requeue(moved);
+      mux.requeue(moved, movedOrigins);
       if (rx.rmem === 0) mux.socketReady(sock);
     } finally {
       mux.leave();
@@ -244,6 +309,7 @@ export class ProxyEndpoint implements SocketEndpoint {
     for (; n < count; n++) {
       const m = this.inflight.shift();
       if (m === undefined) break;
+      this.inflightOrigins.shift();
       bytes += m.length;
     }
     this.acked += count;
@@ -266,14 +332,16 @@ export class ProxyEndpoint implements SocketEndpoint {
       mux.leaveRxWaiters(sock);
       sock.rxDisabled = true;
       let unread: Buffer[] = [];
+      let unreadOrigins: PsockRef[] = [];
       if (exact) {
         const gone = (Atomics.load(this.shared, SHARED_GONE) - (this.acked | 0)) | 0;
         this.takeRead(sock, Math.max(0, gone));
         unread = this.inflight.drain();
+        unreadOrigins = this.inflightOrigins.drain();
       } else {
         this.takeRead(sock, this.inflight.length);
       }
-      mux.requeue(unread);
+      mux.requeue(unread, unreadOrigins);
       sock.finishClose();
     } finally {
       mux.leave();

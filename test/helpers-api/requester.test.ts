@@ -8,6 +8,9 @@ import { listen, type KcmServer } from '../../src/helpers/kcm-server.js';
 import { Requester } from '../../src/helpers/requester.js';
 import { P4, waitFor, sleep } from '../helpers/loopback.js';
 
+/** The origin a message delivered by hand carries [K-2]. */
+const ORIGIN = { id: 1 };
+
 const HOST = '127.0.0.1';
 
 /** A request or reply: 4-byte length, 4-byte id, body. */
@@ -172,14 +175,14 @@ test('replies with an unknown id, or none, are counted and dropped; an id() that
   try {
     const pending = r.request(rpc(1), 1);
     // Deliver replies as the multiplexor would: through the socket's 'message' event.
-    sock.emit('message', Buffer.concat(rpc(99, 'unknown')));
-    sock.emit('message', Buffer.from([0, 0, 0, 1, 9]));
-    sock.emit('message', Buffer.concat(rpc(1, '!')));
+    sock.emit('message', Buffer.concat(rpc(99, 'unknown')), ORIGIN);
+    sock.emit('message', Buffer.from([0, 0, 0, 1, 9]), ORIGIN);
+    sock.emit('message', Buffer.concat(rpc(1, '!')), ORIGIN);
     assert.equal(r.stats().unmatched, 3);
     assert.equal(r.pending, 1);
-    sock.emit('message', Buffer.concat(rpc(1, 'ok')));
+    sock.emit('message', Buffer.concat(rpc(1, 'ok')), ORIGIN);
     assert.equal(bodyOf(await pending), 'ok');
-    sock.emit('message', Buffer.concat(rpc(1, 'again')));
+    sock.emit('message', Buffer.concat(rpc(1, 'again')), ORIGIN);
     assert.equal(r.stats().unmatched, 4);
   } finally {
     r.close();
@@ -198,11 +201,11 @@ test('ids: a duplicate pending id throws ERR_INVALID_STATE; strings, numbers and
     const n = r.request(rpc(0), 1);
     const b = r.request(rpc(0), 1n);
     assert.equal(r.pending, 3);
-    sock.emit('message', Buffer.concat(rpc(0, 'a')));
+    sock.emit('message', Buffer.concat(rpc(0, 'a')), ORIGIN);
     await a;
     // Settled: the id may be used again.
     const again = r.request(rpc(0, 'a'), 'a');
-    sock.emit('message', Buffer.concat(rpc(0, 'a')));
+    sock.emit('message', Buffer.concat(rpc(0, 'a')), ORIGIN);
     await again;
     assert.throws(() => r.request(rpc(0), {} as unknown as string), (err: unknown) => (err as { code?: string }).code === 'ERR_INVALID_ARG_TYPE');
     r.close();
@@ -225,13 +228,13 @@ test('abort: the request rejects with an AbortError at once and is forgotten; it
     ac.abort(new Error('no longer needed'));
     assert.equal(r.pending, 1, 'forgotten synchronously');
     await rejectsWith(p, (err) => err instanceof AbortError && (err as Error).name === 'AbortError' && ((err as Error).cause as Error).message === 'no longer needed');
-    sock.emit('message', Buffer.concat(rpc(1)));
+    sock.emit('message', Buffer.concat(rpc(1)), ORIGIN);
     assert.equal(r.stats().unmatched, 1);
     // Already aborted: rejects without sending.
     const tx = sock.stats().txMsgs;
     await rejectsWith(r.request(rpc(3), 3, { signal: AbortSignal.abort() }), (err) => err instanceof AbortError);
     assert.equal(sock.stats().txMsgs, tx);
-    sock.emit('message', Buffer.concat(rpc(2, 'two')));
+    sock.emit('message', Buffer.concat(rpc(2, 'two')), ORIGIN);
     assert.equal(bodyOf(await kept), 'two');
     assert.equal(r.stats().aborts, 2);
   } finally {
@@ -269,11 +272,11 @@ test('one of several sockets closing fails only the requests sent on it; the oth
     a.close();
     await rejectsWith(onA, isCode('EBADF'));
     assert.equal(r.closed, false);
-    b.emit('message', Buffer.concat(rpc(2, 'b')));
+    b.emit('message', Buffer.concat(rpc(2, 'b')), ORIGIN);
     assert.equal(bodyOf(await onB), 'b');
     // Requests now go out on b only.
     const next = r.request(rpc(3), 3);
-    b.emit('message', Buffer.concat(rpc(3, 'b again')));
+    b.emit('message', Buffer.concat(rpc(3, 'b again')), ORIGIN);
     assert.equal(bodyOf(await next), 'b again');
   } finally {
     r.close();

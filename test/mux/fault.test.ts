@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type * as net from 'node:net';
 import { KcmSocket } from '../../src/index.js';
-import type { Psock } from '../../src/mux/psock.js';
+import type { Psock, PsockRef } from '../../src/mux/psock.js';
 import { KcmError } from '../../src/errors.js';
 import { P4, FrameReader, closeAll, frame, tcpPairs, tcpPair, waitFor, sleep, type TcpPair } from '../helpers/loopback.js';
 import { RawCollector, checkFrame, errorsOf, rng, settles, skewedSize, tapeFrame, waitStalled } from '../helpers/traffic.js';
@@ -344,5 +344,54 @@ for (const how of ['destroy', 'resetAndDestroy'] as const) {
     assert.ok(cs.txMsgs >= 4 * PER_SOCKET, `mux txMsgs ${cs.txMsgs}`);
     assert.deepEqual(serverErrs, [sps[0]], 'the server side of T0 failed too, and only it');
     assert.equal(server.mux.stats().psockUnattach, 1);
+  });
+}
+
+for (const how of ['destroy', 'resetAndDestroy'] as const) {
+  test(`[K-6][E-4][T-16] a client killed (${how}) while replies pinned to it wait: they are dropped and counted, the other clients get theirs exactly once`, async (t) => {
+    const server = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
+    const ss = [server, server.clone(), server.clone(), server.clone()];
+    const clients = [1, 2, 3].map(() => KcmSocket.create());
+    t.after(() => { closeMux(server); for (const c of clients) closeMux(c); });
+    const pairs = await tcpPairs(4);
+    // Connection 0: a raw client that sends requests whose replies are 1 MiB and reads nothing.
+    const sps = pairs.map((p) => server.attach(p.remote, { parser: P4 }));
+    pairs.slice(1).forEach((p, i) => clients[i]!.attach(p.local, { parser: P4 }));
+    const serverErrs: Psock[] = [];
+    server.mux.on('psockerror', (_err: Error, p: Psock) => {
+      serverErrs.push(p);
+      server.unattach(p.transport); // [E-4]
+    });
+    const big = randomBytes(1024 * 1024);
+    ss.forEach((s) => s.on('message', (m: Buffer, from: PsockRef) => {
+      const reply = from === sps[0] ? frame(big) : m;
+      s.send(reply, { psock: from }).catch(() => {});
+    }));
+    pairs[0]!.local.pause();
+    for (let i = 0; i < 40; i++) pairs[0]!.local.write(frame(`rude-${i}`));
+    await waitFor(() => sps[0]!.stats().txPinnedQueued > 0 && sps[0]!.stats().txStalled, 10000, 'the replies to connection 0 stalled');
+    // The others talk while it stalls, and after it dies.
+    const PER = 200;
+    const got = clients.map(() => [] as string[]);
+    clients.forEach((c, i) => c.on('message', (m: Buffer) => got[i]!.push(m.subarray(4).toString())));
+    const sending = clients.map(async (c, i) => {
+      for (let n = 0; n < PER; n++) {
+        await c.send(frame(`c${i}-${n}`));
+        if (n === PER / 2 && i === 0) kill(pairs[0]!.local, how); // mid-stream
+        if (n % 16 === 0) await new Promise((res) => setImmediate(res));
+      }
+    });
+    await Promise.all(sending);
+    await waitFor(() => got.every((g) => g.length >= PER), 30000, 'every echo of the other clients');
+    await waitFor(() => serverErrs.length === 1, 10000, 'the server saw the rude client go');
+    await sleep(30);
+    got.forEach((g, i) => assert.deepEqual(g, Array.from({ length: PER }, (_, n) => `c${i}-${n}`), `client ${i}: its own echoes, once, in order`));
+    const s = server.mux.stats();
+    const p0 = s.psocks.find((p) => p.index === sps[0]!.index);
+    assert.equal(p0, undefined, 'unattached');
+    assert.ok(s.txDropped > 0, `the pending replies were dropped and counted (${s.txDropped})`);
+    assert.equal(s.txDropped, s.sockets.reduce((n, k) => n + k.txDropped, 0), 'per socket too');
+    assert.equal(s.txRetries, 0, '[K-6] no reply went to another connection');
+    assert.equal(s.psocks.reduce((n, p) => n + p.txPinnedMsgs, 0), 3 * PER, 'the other connections carried exactly their echoes');
   });
 }

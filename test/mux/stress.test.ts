@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { KcmSocket } from '../../src/index.js';
 import type { MuxStats } from '../../src/mux/multiplexor.js';
-import { closeAll, tcpPairs, waitFor } from '../helpers/loopback.js';
+import type { PsockRef } from '../../src/mux/psock.js';
+import { closeAll, sleep, tcpPairs, waitFor } from '../helpers/loopback.js';
 import { HEADER, RawCollector, checkFrame, loggingParser, rng, skewedSize, tapeFrame, tapeFrameBuffer, type ParseRecord } from '../helpers/traffic.js';
 
 after(closeAll);
@@ -252,4 +253,73 @@ test('[P-2][S-2][ST-2] a raw peer writing frames in random chunk splits: each me
   assert.equal(sum(s.sockets.map((x) => x.rxMsgs)), 4 * PER);
   assert.equal(sink.bytes, totalBytes);
   assert.ok(sum(s.psocks.map((p) => p.rxNeedMoreHdr)) > 0, 'headers were split across chunks');
+});
+
+test('[K-3][K-4][T-17][S-2] stress with replies pinned to their origin: 4 independent clients, 4 server sockets, pinned and unpinned mixed', async (t) => {
+  const seed = Number(process.env.KCM_STRESS_SEED ?? 0x4b434e);
+  const PER = 300;
+  const r = rng(seed);
+  t.diagnostic(`seed ${seed} (KCM_STRESS_SEED replays it)`);
+  const server = KcmSocket.create();
+  const ss = [server, server.clone(), server.clone(), server.clone()];
+  const clients = [0, 1, 2, 3].map(() => KcmSocket.create());
+  t.after(() => { closeMux(server); for (const c of clients) closeMux(c); });
+  const pairs = await tcpPairs(4);
+  const serverLog: ParseRecord[] = [];
+  const clientLogs: ParseRecord[][] = clients.map(() => []);
+  pairs.forEach((p, i) => {
+    clients[i]!.attach(p.local, { parser: loggingParser(i, clientLogs[i]!) });
+    server.attach(p.remote, { parser: loggingParser(i, serverLog) });
+  });
+  // Each server socket echoes every request pinned to its origin, and every 4th time also
+  // sends a message of its own, unpinned (round-robin over the 4 clients).
+  const unpinnedSeq = [0, 0, 0, 0];
+  const serverErrors: string[] = [];
+  ss.forEach((s, i) => s.on('message', (m: Buffer, from: PsockRef) => {
+    s.send(m, { psock: from }).catch((err: Error) => serverErrors.push(err.message));
+    if (m.readUInt32BE(8) % 4 === i) {
+      const seq = unpinnedSeq[i]!++;
+      s.send(tapeFrame(100 + i, seq, (seq * 37) % 3000)).catch((err: Error) => serverErrors.push(err.message));
+    }
+  }));
+  const own = clients.map(() => [] as number[]);
+  const foreign: string[] = [];
+  const unpinned = new Map<string, number>();
+  const damaged: string[] = [];
+  let total = 0;
+  clients.forEach((c, i) => c.on('message', (m: Buffer) => {
+    total++;
+    let id: { src: number; seq: number };
+    try {
+      id = checkFrame(m);
+    } catch (err) {
+      damaged.push((err as Error).message);
+      return;
+    }
+    if (id.src >= 100) unpinned.set(`${id.src}/${id.seq}`, (unpinned.get(`${id.src}/${id.seq}`) ?? 0) + 1);
+    else if (id.src === i) own[i]!.push(id.seq);
+    else foreign.push(`${id.src}/${id.seq} at client ${i}`);
+  }));
+  const sizes = clients.map(() => Array.from({ length: PER }, () => Math.max(0, skewedSize(r) - HEADER + 1)));
+  await Promise.all(clients.map((c, src) => sendAll(c, src, PER, rng(seed + src + 1), sizes[src]!)));
+  await waitFor(() => own.every((l) => l.length >= PER), 60000, 'every echo');
+  const expectUnpinned = (): number => unpinnedSeq.reduce((a, n) => a + n, 0);
+  await waitFor(() => unpinned.size >= expectUnpinned(), 30000, 'every unpinned message');
+  await sleep(20);
+  assert.deepEqual(damaged, [], 'no damaged message');
+  assert.deepEqual(foreign.slice(0, 5), [], 'no client got another client\'s echo');
+  assert.deepEqual(serverErrors, []);
+  own.forEach((list, i) => assert.deepEqual(list, Array.from({ length: PER }, (_, n) => n), `[K-3] client ${i}: each echo once, in order`));
+  assert.equal(unpinned.size, expectUnpinned(), 'every unpinned message arrived');
+  assert.ok([...unpinned.values()].every((n) => n === 1), 'each unpinned message once');
+  assert.equal(total, 4 * PER + expectUnpinned());
+  const s = server.mux.stats();
+  assert.equal(s.txDropped, 0);
+  assert.equal(s.txRetries, 0);
+  assert.equal(sum(s.psocks.map((p) => p.txPinnedMsgs)), 4 * PER, 'every echo was pinned');
+  assert.equal(s.txMsgs, 4 * PER + expectUnpinned());
+  assert.ok(s.psocks.every((p) => p.txMsgs > p.txPinnedMsgs), '[T-13] unpinned messages went over every connection too');
+  await waitFor(() => server.mux.stats().psocks.every((p) => p.reservedBy === -1 && p.txPinnedQueued === 0), 5000, 'the releases');
+  const after = server.mux.stats();
+  assert.equal(sum(after.psocks.map((p) => p.reserved)), sum(after.psocks.map((p) => p.unreserved)), 'every reservation released');
 });

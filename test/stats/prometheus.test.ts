@@ -71,7 +71,7 @@ test('formats a live multiplexor: every counter, labelled by socket and psock in
     }
     assert.equal(samples.get('kcm_psock_rx_messages_total{psock="0"}'), 2);
     // Every counter and psock field of the stats appears.
-    assert.equal([...types.keys()].filter((n) => n.startsWith('kcm_psock_') && n.endsWith('_total')).length, 15);
+    assert.equal([...types.keys()].filter((n) => n.startsWith("kcm_psock_") && n.endsWith("_total")).length, 18);
   } finally {
     clone.close();
     sock.close();
@@ -81,7 +81,7 @@ test('formats a live multiplexor: every counter, labelled by socket and psock in
 
 function fake(rxMsgs: number): MuxStats {
   return {
-    rxMsgs, rxBytes: 10, txMsgs: 0, txBytes: 0, txRetries: 0, rxReadyDrops: 0, psockAttach: 1, psockUnattach: 0,
+    rxMsgs, rxBytes: 10, txMsgs: 0, txBytes: 0, txRetries: 0, txDropped: 0, rxReadyDrops: 0, psockAttach: 1, psockUnattach: 0,
     psockUnattachRsvd: 0, rxHoldQueued: 0, sockets: [], psocks: [],
   };
 }

@@ -105,3 +105,18 @@ const c: KcmConnector = created.connect({ port: 1, parser: lengthField() });
 void c;
 const s: Promise<KcmServer> = listen({ parser: lengthField() });
 void s;
+
+// ---- replies to the origin [K-1 … K-6]
+const pid: number = psock.id;
+void pid;
+sock.on('message', (m, origin) => void sock.send(m, { psock: origin }));
+sock.on('message', (m: Buffer, origin: { readonly id: number }) => void [m, origin.id]);
+void sock.receiveFrom().then(({ message, origin }) => sock.trySend(message, { psock: origin }));
+void sock.sendMany([Buffer.alloc(4)], { psock: { id: 1 } });
+void sock.send(Buffer.alloc(4), { psock });
+const dropped: number = sock.stats().txDropped + mux.stats().txDropped + psock.stats().txDropped;
+void dropped;
+// @ts-expect-error a psock reference has a numeric id
+void sock.send(Buffer.alloc(4), { psock: { id: '1' } });
+// @ts-expect-error psock.id is read-only
+psock.id = 2;
