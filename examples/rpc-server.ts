@@ -1,7 +1,8 @@
 /**
  * An RPC server: one multiplexor with 4 KCM sockets, each serving requests as they are
- * steered to it, over every TCP connection the server accepts. With `--workers` the 4
- * sockets live in 4 worker threads.
+ * steered to it, over every TCP connection the server accepts. Each reply goes back on
+ * the connection its request came from (its origin), so any number of independent
+ * clients can use it at once. With `--workers` the 4 sockets live in 4 worker threads.
  *
  *   node dist/examples/rpc-server.js [--port 7070] [--workers]
  *
@@ -12,19 +13,23 @@ import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { Worker, type TransferListItem } from 'node:worker_threads';
-import { KcmSocket as KcmSocketClass, listen, type KcmServer, type KcmSocket } from '../src/index.js';
+import { KcmSocket as KcmSocketClass, listen, type KcmServer, type KcmSocket, type PsockRef } from '../src/index.js';
 import { parser, decode, encode, ECHO, REVERSE, SUM, FAILED } from './rpc-protocol.js';
 
 export async function startRpcServer(options: { port?: number; host?: string; sockets?: number } = {}): Promise<KcmServer> {
-  const server = await listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1', parser, sockets: options.sockets ?? 4 });
-  for (const sock of server.sockets) serve(sock);
-  return server;
+  // handler: each answer goes back to the connection its request came from.
+  return listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1', parser, sockets: options.sockets ?? 4, handler: answer });
 }
 
-/** Each socket answers the requests steered to it, on whichever connection is free. */
+/**
+ * By hand, what `handler` does: each socket answers the requests steered to it on the
+ * connection each came from. (A plain `sock.send(reply)` would leave on any connection:
+ * right for equivalent peers, wrong for a server's clients.)
+ */
 export function serve(sock: KcmSocket): void {
-  sock.on('message', (frame: Buffer) => {
-    sock.send(answer(frame)).catch(() => {}); // EBADF once the server has closed
+  sock.on('message', (frame: Buffer, origin: PsockRef) => {
+    // EPIPE: that client is gone; EBADF: the server has closed. Nobody else gets it.
+    sock.send(answer(frame), { psock: origin }).catch(() => {});
   });
 }
 

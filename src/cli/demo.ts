@@ -1,43 +1,52 @@
 /**
- * `kcm demo`: an echo service on 127.0.0.1 run over two multiplexors, with a live rate line
- * and, at the end, the `/proc/net/kcm` table of both and a check of every echo.
+ * `kcm demo`: an echo service on 127.0.0.1 with independent clients, each its own
+ * multiplexor, with a live rate line and, at the end, the `/proc/net/kcm` table of every
+ * multiplexor and a check of every echo.
  *
- *   client mux: C KCM sockets ── M TCP connections ──> server mux: N KCM sockets (echo)
+ *   client mux 1: M KCM sockets ── M TCP connections ─┐
+ *   client mux 2: M KCM sockets ── M TCP connections ─┼─> server mux: N KCM sockets (echo to the origin)
+ *   ...                                               ─┘
  *
  * Each message is `[u32 length of the rest][u32 sequence number][pattern bytes]`; the
  * pattern starts at an offset that depends on the sequence number, so a message delivered
- * to the wrong place, cut, or spliced with another one fails the check.
+ * to the wrong place, cut, or spliced with another one fails the check. Sequence numbers
+ * are unique over all clients, so an echo that reaches another client than its sender's
+ * is seen too: the server replies to the origin of each message [K-2, K-3].
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { KcmSocket, formatKcmTable, lengthField, loadBpf, type Parser, type Psock } from '../index.js';
+import { KcmSocket, formatKcmTable, lengthField, loadBpf, type Parser, type Psock, type PsockRef } from '../index.js';
 import { parseArgs, UsageError, type OptionSpec } from './args.js';
 
-export const demoUsage = 'usage: kcm demo [--sockets N] [--connections M] [--size BYTES] [--seconds S] [--parser length|FILE.o] [--workers] [--window N]';
+export const demoUsage = 'usage: kcm demo [--sockets N] [--clients C] [--connections M] [--size BYTES] [--seconds S] [--parser length|FILE.o] [--workers] [--window N]';
 
 const help = `${demoUsage}
 
-Runs an echo service on 127.0.0.1: a server multiplexor with N KCM sockets echoes every
-message back over M TCP connections to a client multiplexor. Prints the message rate while
-it runs, then the /proc/net/kcm table of both multiplexors and checks that every echo came
-back intact (sequence numbers and content).
+Runs an echo service on 127.0.0.1: C independent clients, each a multiplexor with M TCP
+connections, send to a server multiplexor with N KCM sockets, which echoes every message
+back to the connection it came from (its origin). Prints the message rate while it runs,
+then the /proc/net/kcm table of every multiplexor and checks that every echo came back
+intact to the client that sent it (sequence numbers and content).
 
 options:
   --sockets N        server KCM sockets (default 4)
-  --connections M    TCP connections, each attached to both multiplexors (default 4)
+  --clients C        independent client multiplexors (default 2)
+  --connections M    TCP connections (and KCM sockets) per client (default 2)
   --size BYTES       message size on the wire, 4-byte length header included
                      (default 256, at least ${8}; 4k, 64k, 1m accepted)
   --seconds S        how long to send (default 5)
   --parser P         'length' (4-byte big-endian length of the rest, the default), or an
                      eBPF object file (.o) loaded with loadBpf that frames the same way
   --workers          put the server sockets in worker threads (cloneForWorker/adopt)
-  --window N         messages in flight at most (default 1024; fewer for large sizes)
+  --window N         messages in flight at most, over all clients (default 1024; fewer
+                     for large sizes)
 
 exits 0 when every echo came back intact, 1 otherwise, 2 on a usage error`;
 
 const spec: Record<string, OptionSpec> = {
   sockets: { type: 'int', min: 1, max: 256 },
   connections: { type: 'int', min: 1, max: 256 },
+  clients: { type: 'int', min: 1, max: 64 },
   size: { type: 'int', min: 8, max: 8 * 1024 * 1024 },
   seconds: { type: 'number', min: 0.1, max: 86400 },
   parser: { type: 'string' },
@@ -56,6 +65,7 @@ const BATCH = 64;
 
 interface DemoOptions {
   sockets: number;
+  clients: number;
   connections: number;
   size: number;
   seconds: number;
@@ -74,7 +84,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const size = (v.size as number | undefined) ?? 256;
   const opts: DemoOptions = {
     sockets: (v.sockets as number | undefined) ?? 4,
-    connections: (v.connections as number | undefined) ?? 4,
+    clients: (v.clients as number | undefined) ?? 2,
+    connections: (v.connections as number | undefined) ?? 2,
     size,
     seconds: (v.seconds as number | undefined) ?? 5,
     parser: (v.parser as string | undefined) ?? 'length',
@@ -98,12 +109,16 @@ export async function demoCommand(argv: string[]): Promise<number> {
 
 class Demo {
   private readonly pattern: Buffer;
-  private readonly outstanding = new Set<number>();
+  /** Per client: the sequence numbers it sent whose echo has not come back. */
+  private readonly outstanding: Set<number>[];
+  private inFlight = 0;
   private nextSeq = 0;
   private echoed = 0;
   private echoedBytes = 0;
   private corrupt = 0;
   private duplicates = 0;
+  /** Echoes that reached another client than the one that sent them. */
+  private misrouted = 0;
   private errors = 0;
   private readonly errorNotes: string[] = [];
   private sending = true;
@@ -112,7 +127,9 @@ class Demo {
   private server: net.Server | undefined;
   private serverSock: KcmSocket | undefined;
   private readonly serverSocks: KcmSocket[] = [];
-  private readonly clientSocks: KcmSocket[] = [];
+  /** Per client, its KCM sockets (one multiplexor per client). */
+  private readonly clientSocks: KcmSocket[][] = [];
+  private readonly nextSock: number[] = [];
   private readonly transports: net.Socket[] = [];
   private readonly workers: { terminate(): Promise<number> }[] = [];
   private drained: (() => void) | undefined;
@@ -120,6 +137,7 @@ class Demo {
   constructor(private readonly o: DemoOptions, private readonly parser: Parser) {
     this.pattern = Buffer.allocUnsafe(o.size - HEAD + OFFSETS);
     for (let i = 0; i < this.pattern.length; i++) this.pattern[i] = (i * 31 + 7) & 0xff;
+    this.outstanding = Array.from({ length: o.clients }, () => new Set<number>());
   }
 
   async run(): Promise<number> {
@@ -127,7 +145,7 @@ class Demo {
     const tty = process.stdout.isTTY === true;
     try {
       await this.startServer();
-      await this.startClient();
+      for (let c = 0; c < o.clients; c++) await this.startClient(c);
     } catch (err) {
       await this.close();
       process.stderr.write(`kcm demo: cannot set up the echo service: ${describe(err)}\n`);
@@ -135,7 +153,7 @@ class Demo {
     }
     process.stdout.write(
       `kcm demo: ${o.sockets} server socket${o.sockets === 1 ? '' : 's'}${o.workers ? ' in worker threads' : ''}, ` +
-        `${o.connections} connection${o.connections === 1 ? '' : 's'}, ${o.size}-byte messages, ` +
+        `${o.clients} client${o.clients === 1 ? '' : 's'} with ${o.connections} connection${o.connections === 1 ? '' : 's'} each, ${o.size}-byte messages, ` +
         `parser ${o.parser}, ${o.seconds} s\n`,
     );
 
@@ -153,7 +171,7 @@ class Demo {
       lastB = this.echoedBytes;
       const line =
         `${((now - start) / 1000).toFixed(1).padStart(5)} s  ${fmt(rate).padStart(9)} messages/s  ` +
-        `${mb.toFixed(1).padStart(8)} MB/s  echoes ${this.echoed}  errors ${this.errors + this.corrupt + this.duplicates}`;
+        `${mb.toFixed(1).padStart(8)} MB/s  echoes ${this.echoed}  errors ${this.errors + this.corrupt + this.duplicates + this.misrouted}`;
       if (tty) process.stdout.write(`\r${line}\x1b[K${final ? '\n' : ''}`);
       else if (!final) process.stdout.write(`${line}\n`);
     };
@@ -163,7 +181,7 @@ class Demo {
     await new Promise((r) => setTimeout(r, o.seconds * 1000));
     this.sending = false;
     const lastSend = performance.now();
-    if (this.outstanding.size > 0) {
+    if (this.inFlight > 0) {
       await Promise.race([
         new Promise<void>((r) => (this.drained = r)),
         new Promise((r) => setTimeout(r, DRAIN_MS).unref()),
@@ -181,7 +199,8 @@ class Demo {
     );
     const reasons: string[] = [];
     if (sent === 0) reasons.push('no message was sent');
-    if (this.outstanding.size > 0) reasons.push(`${this.outstanding.size} echo${this.outstanding.size === 1 ? '' : 'es'} never came back`);
+    if (this.inFlight > 0) reasons.push(`${this.inFlight} echo${this.inFlight === 1 ? '' : 'es'} never came back`);
+    if (this.misrouted > 0) reasons.push(`${this.misrouted} echo${this.misrouted === 1 ? '' : 'es'} reached another client`);
     if (this.corrupt > 0) reasons.push(`${this.corrupt} echo${this.corrupt === 1 ? ' was' : 'es were'} corrupted`);
     if (this.duplicates > 0) reasons.push(`${this.duplicates} echo${this.duplicates === 1 ? ' was' : 'es were'} duplicated`);
     if (this.errors > 0) reasons.push(`${this.errors} error${this.errors === 1 ? '' : 's'}: ${this.errorNotes.join('; ')}`);
@@ -190,7 +209,7 @@ class Demo {
       process.stderr.write(`kcm demo: FAILED: ${reasons.join(', ')}\n`);
       return 1;
     }
-    process.stdout.write(`ok: all ${sent} echoes came back intact (sequence numbers and content checked)\n`);
+    process.stdout.write(`ok: all ${sent} echoes came back intact, each to the client that sent it (sequence numbers and content checked)\n`);
     return 0;
   }
 
@@ -198,14 +217,16 @@ class Demo {
   private table(): string {
     const o = this.o;
     const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+    const psocks = o.clients * o.connections;
     const labels = [
       o.workers
-        ? `server: kcm-1..${o.sockets} in worker threads echo every message, kcm-0 takes none; ` +
-          `${plural(o.connections, 'psock')}, one per accepted TCP connection`
-        : `server: ${plural(o.sockets, 'KCM socket')} echo every message; ${plural(o.connections, 'psock')}, one per accepted TCP connection`,
-      `client: ${plural(this.clientSocks.length, 'KCM socket')} send and read the echoes; ${plural(o.connections, 'psock')}, one per TCP connection`,
+        ? `server: kcm-1..${o.sockets} in worker threads echo every message to its origin, kcm-0 takes none; ` +
+          `${plural(psocks, 'psock')}, one per accepted TCP connection`
+        : `server: ${plural(o.sockets, 'KCM socket')} echo every message to its origin; ${plural(psocks, 'psock')}, one per accepted TCP connection`,
+      ...this.clientSocks.map((socks, c) =>
+        `client ${c + 1}: ${plural(socks.length, 'KCM socket')} send and read their own echoes; ${plural(o.connections, 'psock')}, one per TCP connection`),
     ];
-    const lines = formatKcmTable([this.serverSock!.mux, this.clientSocks[0]!.mux]).trimEnd().split('\n');
+    const lines = formatKcmTable([this.serverSock!.mux, ...this.clientSocks.map((socks) => socks[0]!.mux)]).trimEnd().split('\n');
     let block = 0;
     const out: string[] = [];
     for (const line of lines) {
@@ -227,7 +248,7 @@ class Demo {
     } else {
       this.serverSocks.push(first);
       for (let i = 1; i < o.sockets; i++) this.serverSocks.push(first.clone());
-      for (const s of this.serverSocks) void echoLoop(s).catch((err: unknown) => this.fail(`server kcm-${s.index}: ${describe(err)}`));
+      for (const s of this.serverSocks) echoToOrigin(s, (err) => this.fail(`server kcm-${s.index}: ${describe(err)}`));
     }
     const server = net.createServer({ noDelay: true });
     this.server = server;
@@ -258,15 +279,18 @@ class Demo {
     }
   }
 
-  private async startClient(): Promise<void> {
+  /** Client `c`: its own multiplexor, M sockets over M connections. */
+  private async startClient(c: number): Promise<void> {
     const o = this.o;
     const { port } = this.server!.address() as net.AddressInfo;
     const client = KcmSocket.create();
-    client.mux.on('psockerror', (err: Error, psock: Psock) => this.fail(`client psock-${psock.index}: ${err.message}`));
-    this.clientSocks.push(client);
-    for (let i = 1; i < o.connections; i++) this.clientSocks.push(client.clone());
-    const onEcho = (m: Buffer): void => this.onEcho(m);
-    for (const s of this.clientSocks) s.on('message', onEcho);
+    client.mux.on('psockerror', (err: Error, psock: Psock) => this.fail(`client ${c + 1} psock-${psock.index}: ${err.message}`));
+    const socks = [client];
+    for (let i = 1; i < o.connections; i++) socks.push(client.clone());
+    this.clientSocks.push(socks);
+    this.nextSock.push(0);
+    const onEcho = (m: Buffer): void => this.onEcho(c, m);
+    for (const s of socks) s.on('message', onEcho);
     const connected: Promise<unknown>[] = [];
     for (let i = 0; i < o.connections; i++) {
       const t = net.connect({ port, host: '127.0.0.1', noDelay: true });
@@ -277,32 +301,36 @@ class Demo {
     await Promise.all(connected);
   }
 
-  /** Keeps up to `window` messages in flight, in bursts, round-robin over the client sockets. */
+  /** Keeps up to `window` messages in flight, in bursts, round-robin over the clients and their sockets. */
   private pump(): void {
     this.pumpScheduled = false;
     const o = this.o;
-    while (this.sending && this.outstanding.size < o.window) {
-      const n = Math.min(BATCH, o.window - this.outstanding.size);
+    while (this.sending && this.inFlight < o.window) {
+      const c = this.next;
+      this.next = (this.next + 1) % o.clients;
+      const n = Math.min(BATCH, o.window - this.inFlight);
       const batch: Buffer[] = new Array(n);
-      for (let i = 0; i < n; i++) batch[i] = this.message(this.nextSeq++);
-      const sock = this.clientSocks[this.next]!;
-      this.next = (this.next + 1) % this.clientSocks.length;
-      sock.sendMany(batch).catch((err: unknown) => this.fail(`client kcm-${sock.index}: ${describe(err)}`));
+      for (let i = 0; i < n; i++) batch[i] = this.message(c, this.nextSeq++);
+      const socks = this.clientSocks[c]!;
+      const sock = socks[this.nextSock[c]!]!;
+      this.nextSock[c] = (this.nextSock[c]! + 1) % socks.length;
+      sock.sendMany(batch).catch((err: unknown) => this.fail(`client ${c + 1} kcm-${sock.index}: ${describe(err)}`));
     }
   }
 
-  private message(seq: number): Buffer {
+  private message(client: number, seq: number): Buffer {
     const size = this.o.size;
     const m = Buffer.allocUnsafe(size);
     m.writeUInt32BE(size - 4, 0);
     m.writeUInt32BE(seq, 4);
     const off = seq % OFFSETS;
     this.pattern.copy(m, HEAD, off, off + size - HEAD);
-    this.outstanding.add(seq);
+    this.outstanding[client]!.add(seq);
+    this.inFlight++;
     return m;
   }
 
-  private onEcho(m: Buffer): void {
+  private onEcho(client: number, m: Buffer): void {
     const size = this.o.size;
     this.echoed++;
     this.echoedBytes += m.length;
@@ -311,10 +339,14 @@ class Demo {
     } else {
       const seq = m.readUInt32BE(4);
       const off = seq % OFFSETS;
-      if (!this.outstanding.delete(seq)) {
-        if (seq < this.nextSeq) this.duplicates++;
-        else this.corrupt++;
-      } else if (!m.subarray(HEAD).equals(this.pattern.subarray(off, off + size - HEAD))) {
+      if (this.outstanding[client]!.delete(seq)) {
+        this.inFlight--;
+        if (!m.subarray(HEAD).equals(this.pattern.subarray(off, off + size - HEAD))) this.corrupt++;
+      } else if (this.outstanding.some((set) => set.has(seq))) {
+        this.misrouted++; // another client's echo: its sender never gets it
+      } else if (seq < this.nextSeq) {
+        this.duplicates++;
+      } else {
         this.corrupt++;
       }
     }
@@ -323,7 +355,7 @@ class Demo {
         this.pumpScheduled = true;
         setImmediate(demoOnPump, this);
       }
-    } else if (this.outstanding.size === 0 && this.drained !== undefined) {
+    } else if (this.inFlight === 0 && this.drained !== undefined) {
       this.drained();
     }
   }
@@ -339,7 +371,7 @@ class Demo {
   }
 
   private async close(): Promise<void> {
-    for (const s of this.clientSocks) s.close();
+    for (const socks of this.clientSocks) for (const s of socks) s.close();
     for (const s of this.serverSocks) s.close();
     this.serverSock?.close();
     await Promise.all(this.workers.map((w) => w.terminate()));
@@ -353,23 +385,26 @@ function demoOnPump(demo: Demo): void {
   demo.pumpNow();
 }
 
-/** Echoes every message back on the socket it arrived on, in bursts, until the socket closes. */
-export async function echoLoop(sock: KcmSocket): Promise<void> {
-  for (;;) {
-    let batch: Buffer[];
+/**
+ * Echoes every message steered to `sock` back to the connection it came from [K-2, K-3],
+ * until the socket closes. While its send queue is full [T-9] the socket stops taking
+ * messages (`pause()`), so a slow client throttles the server instead of growing a queue.
+ */
+export function echoToOrigin(sock: KcmSocket, onError: (err: unknown) => void): void {
+  const resume = (): void => void sock.resume();
+  const failed = (err: unknown): void => {
+    if (!sock.closed) onError(err);
+  };
+  sock.on('message', (m: Buffer, origin: PsockRef) => {
     try {
-      batch = await sock.receiveMany();
+      if (sock.trySend(m, { psock: origin })) return;
     } catch (err) {
-      if (sock.closed) return;
-      throw err;
+      failed(err);
+      return;
     }
-    try {
-      await sock.sendMany(batch);
-    } catch (err) {
-      if (sock.closed) return;
-      throw err;
-    }
-  }
+    sock.pause();
+    sock.send(m, { psock: origin }).then(resume, failed);
+  });
 }
 
 /** What the status words of a /proc/net/kcm table mean, for the ones the table shows. */
@@ -382,6 +417,9 @@ const STATUS_WORDS: readonly [RegExp, string][] = [
   [/\bRxStop\b/, 'RxStop: a psock failed and parses nothing more'],
   [/\bRdyRx\b/, 'RxPause RdyRx: a psock holds a message no socket can take yet, and stopped reading'],
   [/\bRxDisabled\b/, 'RxDisabled: receiving turned off on the socket (KCM_RECV_DISABLE)'],
+  [/\bPinned[- ][1-9]/, 'Pinned-N: replies pinned to that psock (sent to the origin of their request) and handed to its connection'],
+  [/\bPinQ-\d+/, 'PinQ-N: messages pinned to a psock waiting for it'],
+  [/\bDropped[- ][1-9]/, 'Dropped-N: pinned messages dropped because their connection failed first'],
 ];
 
 /** The legend printed under the demo's table. */

@@ -148,3 +148,21 @@ test('rpc server with its 4 sockets in worker threads', { skip: !hasWorkerSocket
     await new Promise((r) => server.close(r));
   }
 });
+
+for (const inWorkers of [false, true]) {
+  test(`[K-3] two independent rpc clients with colliding request ids against one rpc server${inWorkers ? ' in worker threads' : ''}: each gets its own answers`, { skip: inWorkers && !hasWorkerSockets && 'this build has no worker sockets' }, async () => {
+    const server = inWorkers ? (await startRpcServerInWorkers({ workers: 4 })).server : await startRpcServer({ sockets: 4 });
+    const port = (server.address() as AddressInfo).port;
+    const clients = [new RpcClient({ port }), new RpcClient({ port })];
+    try {
+      const answers = await Promise.all(clients.map((c, k) => Promise.all(
+        Array.from({ length: 300 }, (_, i) => c.call(ECHO, Buffer.from(`client ${k} call ${i}`))),
+      )));
+      answers.forEach((list, k) => assert.deepEqual(list.map(String), Array.from({ length: 300 }, (_, i) => `client ${k} call ${i}`)));
+      assert.equal(server.mux.stats().rxMsgs, 600, 'no call was made twice');
+    } finally {
+      for (const c of clients) await c.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+}
