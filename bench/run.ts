@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of the project, one after another, each in a process
  * of its own so that one's garbage and JIT state do not colour the next.
  *
- *   node dist/bench/run.js [--quick] [--sections=e2e,ping,send,receive,bpf,workers,parser,bpf-parser] [kcm bench flags...]
+ *   node dist/bench/run.js [--quick] [--sections=e2e,ping,send,receive,bpf,workers,parser,bpf-parser,echo-pinned] [kcm bench flags...]
  *
  * - e2e, ping, send, receive, bpf: the sections of `kcm bench` (src/cli/bench/), run in
  *   one `kcm bench --goals` process: kcm against the hand-written framer over net, end to
@@ -11,6 +11,8 @@
  * - workers: sockets in worker threads against the main thread (`workers.ts`).
  * - parser: the stream parser alone against the hand-written reader (`parser.ts`).
  * - bpf-parser: a compiled eBPF parser against lengthField, no sockets (`bpf-parser.ts`).
+ * - echo-pinned: an echo server replying to the origin of each message against the same
+ *   server replying unpinned (`echo-pinned.ts`).
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -18,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const kcmBench = ['e2e', 'ping', 'send', 'receive', 'bpf'] as const;
-const own = ['workers', 'parser', 'bpf-parser'] as const;
+const own = ['workers', 'parser', 'bpf-parser', 'echo-pinned'] as const;
 const all: readonly string[] = [...kcmBench, ...own];
 
 const args = process.argv.slice(2);
@@ -47,8 +49,11 @@ const quickArgs: Record<(typeof own)[number], string[]> = {
   workers: ['--count=50k', '--heavy-count=4k', '--rounds=1', '--sections=trivial,heavy'],
   parser: ['--bytes=16m', '--rounds=5'],
   'bpf-parser': ['--bytes=8m', '--rounds=5'],
+  'echo-pinned': ['--count=20k', '--rounds=1'],
 };
-const scripts: Record<(typeof own)[number], string> = { workers: 'workers.js', parser: 'parser.js', 'bpf-parser': 'bpf-parser.js' };
+const scripts: Record<(typeof own)[number], string> = {
+  workers: 'workers.js', parser: 'parser.js', 'bpf-parser': 'bpf-parser.js', 'echo-pinned': 'echo-pinned.js',
+};
 
 const runs: { name: string; argv: string[] }[] = [];
 const chosen = kcmBench.filter((s) => sections.includes(s));
