@@ -89,15 +89,54 @@ function u64(view: DataView, at: number, what: string): number {
   return hi * 0x100000000 + lo;
 }
 
-function cstring(bytes: Uint8Array, at: number, what: string): string {
-  if (at < 0 || at >= bytes.length) throw bad(`${what} name offset ${at} is outside its string table`);
-  const end = Math.min(bytes.length, at + MAX_NAME);
-  let i = at;
-  while (i < end && bytes[i] !== 0) i++;
-  if (i === end) throw bad(`${what} name at ${at} is not terminated`);
-  let s = '';
-  for (let j = at; j < i; j++) s += String.fromCharCode(bytes[j]!);
-  return s;
+/** The most bytes of names (section and symbol names, each distinct offset once) an object may have. */
+export const MAX_NAME_BYTES = 1 << 20;
+
+/**
+ * Reads NUL-terminated names out of one string table. Each name is found with one scan
+ * that is shared by every offset of the table (the end of each run of bytes is computed
+ * once), decoded in one call and cached by offset, so names that share bytes (suffix
+ * merging, or a hostile table naming everything with one long string) cost their bytes
+ * once; the total decoded is bounded by {@link MAX_NAME_BYTES}.
+ */
+class StringTable {
+  private ends: Int32Array | undefined;
+  private readonly cache = new Map<number, string>();
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly budget: { left: number },
+  ) {}
+
+  name(at: number, what: string): string {
+    const cached = this.cache.get(at);
+    if (cached !== undefined) return cached;
+    const bytes = this.bytes;
+    if (at < 0 || at >= bytes.length) throw bad(`${what} name offset ${at} is outside its string table`);
+    const end = this.endOf(at);
+    if (end < 0 || end - at >= MAX_NAME) throw bad(`${what} name at ${at} is not terminated within ${MAX_NAME} bytes`);
+    this.budget.left -= end - at;
+    if (this.budget.left < 0) throw bad(`names total more than ${MAX_NAME_BYTES} bytes`);
+    const s = end === at ? '' : Buffer.from(bytes.buffer, bytes.byteOffset + at, end - at).toString('latin1');
+    this.cache.set(at, s);
+    return s;
+  }
+
+  /** The index of the NUL ending the name at `at`, or -1 when the table ends first. */
+  private endOf(at: number): number {
+    if (this.ends === undefined) {
+      // One backward pass: the next NUL at or after every index.
+      const bytes = this.bytes;
+      const ends = new Int32Array(bytes.length);
+      let next = -1;
+      for (let i = bytes.length - 1; i >= 0; i--) {
+        if (bytes[i] === 0) next = i;
+        ends[i] = next;
+      }
+      this.ends = ends;
+    }
+    return this.ends[at]!;
+  }
 }
 
 /** Parses `bytes` as an eBPF relocatable object; throws `KcmError` `EINVAL` when it is not one. */
@@ -155,11 +194,14 @@ export function readElf(bytes: Uint8Array): ElfObject {
       data,
     });
   }
+  refuseOverlaps(raw);
   const shstr = raw[shstrndx]!;
   if (shstr.type !== SHT_STRTAB) throw bad('the section name table is not a string table');
+  const nameBudget = { left: MAX_NAME_BYTES };
+  const shnames = new StringTable(shstr.data, nameBudget);
   const sections: ElfSection[] = raw.map((s, index) => ({
     index,
-    name: index === 0 ? '' : cstring(shstr.data, s.nameOff, `section ${index}`),
+    name: index === 0 ? '' : shnames.name(s.nameOff, `section ${index}`),
     type: s.type,
     flags: s.flags,
     size: s.size,
@@ -175,7 +217,7 @@ export function readElf(bytes: Uint8Array): ElfObject {
   if (symtab !== undefined) {
     if (symtab.entsize !== SYM_SIZE || symtab.size % SYM_SIZE !== 0) throw bad('malformed symbol table');
     if (symtab.link >= shnum || raw[symtab.link]!.type !== SHT_STRTAB) throw bad('the symbol table has no string table');
-    const strtab = raw[symtab.link]!.data;
+    const strtab = symtab.link === shstrndx ? shnames : new StringTable(raw[symtab.link]!.data, nameBudget);
     const sv = new DataView(symtab.data.buffer, symtab.data.byteOffset, symtab.data.byteLength);
     const count = symtab.size / SYM_SIZE;
     for (let i = 0; i < count; i++) {
@@ -183,7 +225,7 @@ export function readElf(bytes: Uint8Array): ElfObject {
       const info = sv.getUint8(at + 4);
       const nameOff = sv.getUint32(at, true);
       symbols.push({
-        name: nameOff === 0 ? '' : cstring(strtab, nameOff, `symbol ${i}`),
+        name: nameOff === 0 ? '' : strtab.name(nameOff, `symbol ${i}`),
         type: info & 0x0f,
         bind: info >> 4,
         shndx: sv.getUint16(at + 6, true),
@@ -208,9 +250,31 @@ export function readElf(bytes: Uint8Array): ElfObject {
       list.push({ offset: u64(rv, at, 'relocation offset'), type: rv.getUint32(at + 8, true), symbol });
     }
     const prior = relocations.get(s.info);
-    relocations.set(s.info, prior === undefined ? list : prior.concat(list));
+    if (prior === undefined) relocations.set(s.info, list);
+    else for (const r of list) prior.push(r);
   }
   return { sections, symbols, relocations };
+}
+
+/**
+ * Refuses sections whose bytes overlap in the file: in a relocatable object each section
+ * owns its bytes, and headers sharing bytes would make every reader of them pay again
+ * (relocations re-parsed, code re-decoded) far beyond the file's size.
+ */
+function refuseOverlaps(raw: readonly { type: number; offset: number; size: number }[]): void {
+  const spans: number[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const s = raw[i]!;
+    if (s.type !== SHT_NOBITS && s.type !== 0 && s.size > 0) spans.push(i);
+  }
+  spans.sort((a, b) => raw[a]!.offset - raw[b]!.offset || a - b);
+  for (let k = 1; k < spans.length; k++) {
+    const prev = raw[spans[k - 1]!]!;
+    const cur = raw[spans[k]!]!;
+    if (cur.offset < prev.offset + prev.size) {
+      throw bad(`sections ${spans[k - 1]} and ${spans[k]} overlap in the file (each section must own its bytes)`);
+    }
+  }
 }
 
 /** True when `bytes` starts with the ELF magic. */

@@ -19,8 +19,14 @@ import {
 } from './elf-reader.js';
 import { BPF_CALL, BPF_JMP, BPF_PSEUDO_CALL, BPF_PSEUDO_MAP_VALUE, INSN_SIZE, decodeInsns, isLddw, type Insn } from './opcodes.js';
 
-/** The most instruction slots a program may have (the kernel's limit for privileged loads). */
-export const MAX_INSNS = 1_000_000;
+/**
+ * The most instruction slots a linked program may have. The kernel allows 1M for privileged
+ * loads; kcm compiles each eBPF function into one JavaScript function, and past this size
+ * compiling and the first runs (before V8 optimises) cost far more than a parser should.
+ */
+export const MAX_INSNS = 16_384;
+/** The most instruction slots one executable section may have (what is decoded of it). */
+const MAX_SECTION_INSNS = 1_000_000;
 /** The most bytes of `.rodata`/`.data`/`.bss` a program may reference. */
 export const MAX_DATA_BYTES = 1 << 20;
 /** The most functions (main + bpf-to-bpf callees) in one program. */
@@ -54,23 +60,71 @@ export function programSections(elf: ElfObject): ElfSection[] {
   return elf.sections.filter((s) => s.type === SHT_PROGBITS && (s.flags & SHF_EXECINSTR) !== 0 && s.size > 0);
 }
 
-/** Function symbols of a section, sorted by address. */
-export function functionsOf(elf: ElfObject, section: ElfSection): { name: string; start: number; end: number }[] {
-  const syms = elf.symbols
-    .filter((s) => s.shndx === section.index && s.type === STT_FUNC)
-    .sort((a, b) => a.value - b.value);
-  const count = section.size / INSN_SIZE;
-  for (const s of syms) {
-    if (s.value % INSN_SIZE !== 0 || s.size % INSN_SIZE !== 0 || s.value + s.size > section.size || s.value >= section.size) {
-      throw refuse(`function symbol '${s.name}' does not cover whole instructions of ${section.name}`);
+/** A function of a section: its name and instruction range `[start, end)`. */
+export interface FunctionRange {
+  readonly name: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Function ranges of each section, built once per object (a call site looks up, never re-sorts). */
+const functionIndex = new WeakMap<ElfObject, Map<number, FunctionRange[] | string>>();
+
+/**
+ * Function symbols of a section, sorted by address. A section whose function symbols do
+ * not cover whole instructions is refused whenever it is used.
+ */
+export function functionsOf(elf: ElfObject, section: ElfSection): readonly FunctionRange[] {
+  let index = functionIndex.get(elf);
+  if (index === undefined) {
+    index = new Map();
+    const bySection = new Map<number, (typeof elf.symbols)[number][]>();
+    for (const s of elf.symbols) {
+      if (s.type !== STT_FUNC) continue;
+      let list = bySection.get(s.shndx);
+      if (list === undefined) bySection.set(s.shndx, (list = []));
+      list.push(s);
     }
+    for (const [shndx, syms] of bySection) {
+      const sec = elf.sections[shndx];
+      if (sec === undefined) continue;
+      syms.sort((a, b) => a.value - b.value);
+      const count = sec.size / INSN_SIZE;
+      for (const s of syms) {
+        if (s.value % INSN_SIZE !== 0 || s.size % INSN_SIZE !== 0 || s.value + s.size > sec.size || s.value >= sec.size) {
+          index.set(shndx, `function symbol '${s.name}' does not cover whole instructions of ${sec.name}`);
+          break;
+        }
+      }
+      if (index.has(shndx)) continue;
+      index.set(
+        shndx,
+        syms.map((s, i) => {
+          const start = s.value / INSN_SIZE;
+          const nextStart = i + 1 < syms.length ? syms[i + 1]!.value / INSN_SIZE : count;
+          const end = s.size > 0 ? start + s.size / INSN_SIZE : nextStart;
+          return { name: s.name, start, end };
+        }),
+      );
+    }
+    functionIndex.set(elf, index);
   }
-  return syms.map((s, i) => {
-    const start = s.value / INSN_SIZE;
-    const nextStart = i + 1 < syms.length ? syms[i + 1]!.value / INSN_SIZE : count;
-    const end = s.size > 0 ? start + s.size / INSN_SIZE : nextStart;
-    return { name: s.name, start, end };
-  });
+  const found = index.get(section.index);
+  if (found === undefined) return [];
+  if (typeof found === 'string') throw refuse(found);
+  return found;
+}
+
+/** The first function of sorted `fns` starting at or after `start`: its index, or `fns.length`. */
+function firstAtOrAfter(fns: readonly FunctionRange[], start: number): number {
+  let lo = 0;
+  let hi = fns.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (fns[mid]!.start < start) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Picks the section a program is loaded from: the one asked for, `socket_kcm`, or the only one. */
@@ -100,7 +154,7 @@ export function linkProgram(elf: ElfObject, options: { section?: string; program
     let list = sectionInsns.get(s.index);
     if (list === undefined) {
       if (s.size % INSN_SIZE !== 0) throw refuse(`section ${s.name} is ${s.size} bytes, not a whole number of instructions`);
-      if (s.size / INSN_SIZE > MAX_INSNS) throw refuse(`section ${s.name} holds more than ${MAX_INSNS} instructions`);
+      if (s.size / INSN_SIZE > MAX_SECTION_INSNS) throw refuse(`section ${s.name} holds more than ${MAX_SECTION_INSNS} instructions`);
       list = decodeInsns(s.data);
       sectionInsns.set(s.index, list);
     }
@@ -108,7 +162,7 @@ export function linkProgram(elf: ElfObject, options: { section?: string; program
   };
 
   const funcs = functionsOf(elf, section);
-  let entry: { name: string; start: number; end: number };
+  let entry: FunctionRange;
   if (options.program !== undefined) {
     const found = funcs.find((f) => f.name === options.program);
     if (found === undefined) {
@@ -225,13 +279,14 @@ export function linkProgram(elf: ElfObject, options: { section?: string; program
     const count = s.size / INSN_SIZE;
     if (!Number.isInteger(start) || start < 0 || start >= count) throw refuse(`call at instruction ${from} targets instruction ${start}, outside ${s.name}`);
     const fns = functionsOf(elf, s);
-    const f = fns.find((x) => x.start === start);
-    const next = fns.find((x) => x.start > start);
+    const k = firstAtOrAfter(fns, start);
+    const f = fns[k]?.start === start ? fns[k] : undefined;
+    const next = fns[firstAtOrAfter(fns, start + 1)];
     const p: Pending = f !== undefined ? { section: s, start, end: f.end, name: f.name } : { section: s, start, end: next?.start ?? count, name: `${s.name}+${start}` };
-    const k = key(p);
-    if (!placed.has(k)) {
+    const pk = key(p);
+    if (!placed.has(pk)) {
       if (queue.length >= MAX_FUNCTIONS) throw refuse(`the program has more than ${MAX_FUNCTIONS} functions`);
-      placed.set(k, -1);
+      placed.set(pk, -1);
       queue.push(p);
     }
     return p;

@@ -118,6 +118,8 @@ export interface Analysis {
   readonly hasLoops: boolean;
   /** True when the program touches `skb->cb`. */
   readonly usesCb: boolean;
+  /** Instructions the analysis processed, revisits included (at most {@link MAX_PROCESSED}). */
+  readonly processed: number;
 }
 
 const enum Kind {
@@ -147,8 +149,11 @@ const SCALAR: Reg = { k: Kind.Scalar, off: null, own: false, region: 0, val: nul
 const MIXED: Reg = { k: Kind.Mixed, off: null, own: false, region: 0, val: null };
 const SLOTS = STACK_SIZE / 8;
 const OFF_LIMIT = 1 << 29;
-/** Work bound of the fixpoint, in instruction visits. */
-const MAX_VISITS = 20_000_000;
+/**
+ * Work bound of the analysis, in instructions processed (each visit of an instruction
+ * counts, revisits included), as the kernel bounds its verifier at 1M instructions.
+ */
+export const MAX_PROCESSED = 1_000_000;
 
 function scalar(val: bigint | null): Reg {
   return val === null ? SCALAR : { k: Kind.Scalar, off: null, own: false, region: 0, val };
@@ -177,13 +182,39 @@ function joinReg(a: Reg, b: Reg): Reg {
   return ptr(a.k, a.off === b.off ? a.off : null, a.own, a.region);
 }
 
+/**
+ * The abstract state at a program point. Stack slots are copied on write: a state cloned at
+ * a branch or a block entry shares its slots with the original until one of them stores to
+ * the stack, so a visit costs the registers it copies, not the whole frame.
+ */
 interface State {
   regs: Reg[];
   slots: Reg[];
+  /** The slots array may be shared with another state: copy before writing. */
+  shared: boolean;
 }
 
+/** The slots of a frame where every slot holds an unknown scalar (never written to). */
+const ALL_SCALAR: readonly Reg[] = Object.freeze(new Array<Reg>(SLOTS).fill(SCALAR));
+
 function cloneState(s: State): State {
-  return { regs: s.regs.slice(), slots: s.slots.slice() };
+  s.shared = true;
+  return { regs: s.regs.slice(), slots: s.slots, shared: true };
+}
+
+/** The state's slots, ready to be written. */
+function ownSlots(s: State): Reg[] {
+  if (s.shared) {
+    s.slots = s.slots.slice();
+    s.shared = false;
+  }
+  return s.slots;
+}
+
+/** Forgets every slot (an unknown write, or a callee given a pointer into the frame). */
+function clobberSlots(s: State): void {
+  s.slots = ALL_SCALAR as Reg[];
+  s.shared = true;
 }
 
 /** Joins `b` into `a`; true when `a` changed. */
@@ -196,15 +227,61 @@ function joinInto(a: State, b: State): boolean {
       changed = true;
     }
   }
+  if (a.slots === b.slots) return changed;
+  let slots: Reg[] | undefined;
   for (let i = 0; i < SLOTS; i++) {
-    let j = joinReg(a.slots[i]!, b.slots[i]!);
+    const old = a.slots[i]!;
+    let j = joinReg(old, b.slots[i]!);
     if (j.k === Kind.Uninit) j = SCALAR;
-    if (!sameReg(j, a.slots[i]!)) {
-      a.slots[i] = j;
+    if (!sameReg(j, old)) {
+      slots ??= ownSlots(a);
+      slots[i] = j;
       changed = true;
     }
   }
   return changed;
+}
+
+/** A min-heap of block starts: the work list of the fixpoint. */
+class BlockQueue {
+  private readonly heap: number[] = [];
+
+  get size(): number {
+    return this.heap.length;
+  }
+
+  push(v: number): void {
+    const h = this.heap;
+    let i = h.length;
+    h.push(v);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]! <= v) break;
+      h[i] = h[parent]!;
+      i = parent;
+    }
+    h[i] = v;
+  }
+
+  pop(): number {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= h.length) break;
+        const r = l + 1;
+        const c = r < h.length && h[r]! < h[l]! ? r : l;
+        if (h[c]! >= last) break;
+        h[i] = h[c]!;
+        i = c;
+      }
+      h[i] = last;
+    }
+    return top;
+  }
 }
 
 class Refusal {
@@ -359,7 +436,10 @@ class Verifier {
   private readonly access: (MemAccess | undefined)[];
   private readonly reachable: Uint8Array;
   private usesCb = false;
-  private visits = 0;
+  /** Instructions processed so far: the analysis's work, bounded by {@link MAX_PROCESSED}. */
+  private processed = 0;
+  private readonly leaders: Uint8Array;
+  private readonly queued: Uint8Array;
   private readonly entries = new Map<number, State>();
 
   constructor(
@@ -372,6 +452,8 @@ class Verifier {
     this.funcOf = new Int32Array(this.n);
     this.access = new Array<MemAccess | undefined>(this.n);
     this.reachable = new Uint8Array(this.n);
+    this.leaders = new Uint8Array(this.n);
+    this.queued = new Uint8Array(this.n);
   }
 
   run(): Analysis {
@@ -429,7 +511,7 @@ class Verifier {
       functionAt.set(info.start, live.length);
       live.push(info);
     }
-    return { mode: this.mode, functions: live, functionAt, access: this.access, reachable: this.reachable, hasLoops, usesCb: this.usesCb };
+    return { mode: this.mode, functions: live, functionAt, access: this.access, reachable: this.reachable, hasLoops, usesCb: this.usesCb, processed: this.processed };
   }
 
   private endOf(f: number): number {
@@ -504,7 +586,7 @@ class Verifier {
       regs[2] = SCALAR;
     }
     regs[FP] = ptr(Kind.Stack, 0, true);
-    return { regs, slots: new Array<Reg>(SLOTS).fill(SCALAR) };
+    return { regs, slots: ALL_SCALAR as Reg[], shared: true };
   }
 
   private analyseFunction(f: number, entry: State): FunctionInfo {
@@ -512,48 +594,57 @@ class Verifier {
     const end = this.endOf(f);
     const inStates = new Map<number, State>();
     inStates.set(start, cloneState(entry));
-    const leaders = new Set<number>([start]);
+    const leaders = this.leaders;
+    leaders[start] = 1;
     for (let pc = start; pc < end; pc++) {
       if (this.second[pc]) continue;
       const t = this.jumpTarget(pc);
       if (t === undefined) {
         const insn = this.insns[pc]!;
-        if (insn.code === (BPF_JMP | BPF_EXIT) && pc + 1 < end) leaders.add(pc + 1);
+        if (insn.code === (BPF_JMP | BPF_EXIT) && pc + 1 < end) leaders[pc + 1] = 1;
         continue;
       }
-      leaders.add(t);
-      if (pc + 1 < end) leaders.add(pc + 1);
+      leaders[t] = 1;
+      if (pc + 1 < end) leaders[pc + 1] = 1;
     }
     const loopHeaders = new Set<number>();
-    const work: number[] = [start];
-    const queued = new Set<number>([start]);
-    while (work.length > 0) {
-      const b = work.pop()!;
-      queued.delete(b);
+    // Lowest block first: forward code is walked once per change of its entry state, and a
+    // loop's body after its header, so changes travel a whole pass at a time.
+    const work = new BlockQueue();
+    const queued = this.queued;
+    work.push(start);
+    queued[start] = 1;
+    while (work.size > 0) {
+      const b = work.pop();
+      queued[b] = 0;
       const st = cloneState(inStates.get(b)!);
-      const succs = this.walkBlock(b, end, leaders, st, false);
-      for (const [s, state] of succs) {
+      const succs = this.walkBlock(b, end, st, false);
+      for (let i = 0; i < succs.length; i += 2) {
+        const s = succs[i] as number;
+        const state = succs[i + 1] as State;
         if (s <= b) loopHeaders.add(s);
         const prior = inStates.get(s);
-        if (prior === undefined) inStates.set(s, cloneState(state));
+        if (prior === undefined) inStates.set(s, state);
         else if (!joinInto(prior, state)) continue;
-        if (!queued.has(s)) {
-          queued.add(s);
+        if (queued[s] === 0) {
+          queued[s] = 1;
           work.push(s);
         }
       }
     }
     // Final pass with the fixpoint states records what each access touches.
     const blocks = [...inStates.keys()].sort((a, b) => a - b);
-    for (const b of blocks) this.walkBlock(b, end, leaders, cloneState(inStates.get(b)!), true);
+    for (const b of blocks) this.walkBlock(b, end, cloneState(inStates.get(b)!), true);
     return { start, end, blocks, loopHeaders };
   }
 
-  /** Runs the block at `b` over `st`; returns its successors with their states. */
-  private walkBlock(b: number, end: number, leaders: Set<number>, st: State, record: boolean): [number, State][] {
+  /** Runs the block at `b` over `st`; returns its successors and their states, flat. */
+  private walkBlock(b: number, end: number, st: State, record: boolean): (number | State)[] {
     let pc = b;
     for (;;) {
-      if (++this.visits > MAX_VISITS) fail(pc, 'the program is too complex to verify');
+      if (!record && ++this.processed > MAX_PROCESSED) {
+        fail(pc, `the program is too complex to verify: more than ${MAX_PROCESSED} instructions processed`);
+      }
       if (record) this.reachable[pc] = 1;
       const insn = this.insns[pc]!;
       const cls = opClass(insn.code);
@@ -566,16 +657,13 @@ class Verifier {
         if (op === BPF_CALL) {
           this.call(pc, insn, st, record);
         } else if (op === BPF_JA) {
-          return [[this.jumpTarget(pc)!, st]];
+          return [this.jumpTarget(pc)!, st];
         } else {
           this.use(st, pc, insn.dst);
           if (insn.code & BPF_X) this.use(st, pc, insn.src);
           const t = this.jumpTarget(pc)!;
           if (pc + 1 >= end) fail(pc, 'the program falls off the end of its function');
-          return [
-            [t, st],
-            [pc + 1, cloneState(st)],
-          ];
+          return [t, st, pc + 1, cloneState(st)];
         }
       } else {
         this.step(pc, insn, st, record);
@@ -585,7 +673,7 @@ class Verifier {
       }
       const next = isLddw(insn.code) ? pc + 2 : pc + 1;
       if (next >= end) fail(pc, 'the program falls off the end of its function');
-      if (leaders.has(next)) return [[next, st]];
+      if (this.leaders[next] === 1) return [next, st];
       pc = next;
     }
   }
@@ -733,10 +821,11 @@ class Verifier {
           this.setAccess(pc, Access.StackStatic, at, 0, record);
           const slot = (at + STACK_SIZE) >> 3;
           if (write) {
-            if (size === 8 && at % 8 === 0) st.slots[slot] = value ?? SCALAR;
+            const slots = ownSlots(st);
+            if (size === 8 && at % 8 === 0) slots[slot] = value ?? SCALAR;
             else {
               const last = (at + size - 1 + STACK_SIZE) >> 3;
-              for (let s = slot; s <= last; s++) st.slots[s] = SCALAR;
+              for (let s = slot; s <= last; s++) slots[s] = SCALAR;
             }
             return SCALAR;
           }
@@ -745,7 +834,7 @@ class Verifier {
         }
         if (p.own) {
           this.setAccess(pc, Access.StackOwnChecked, 0, 0, record);
-          if (write) st.slots.fill(SCALAR);
+          if (write) clobberSlots(st);
         } else this.setAccess(pc, Access.StackCallerChecked, 0, 0, record);
         return SCALAR;
       }
@@ -779,8 +868,9 @@ class Verifier {
         if (p.off !== null && len.k === Kind.Scalar && len.val !== null) {
           const n = Number(len.val > 1024n ? 1024n : len.val);
           if (p.off < -STACK_SIZE || p.off + n > 0) fail(pc, `helper writes ${n} bytes at r10${p.off} outside the ${STACK_SIZE}-byte frame`);
-          for (let at = p.off; at < p.off + n; at += 1) st.slots[(at + STACK_SIZE) >> 3] = SCALAR;
-        } else st.slots.fill(SCALAR);
+          const slots = ownSlots(st);
+          for (let at = p.off; at < p.off + n; at += 1) slots[(at + STACK_SIZE) >> 3] = SCALAR;
+        } else clobberSlots(st);
       }
       return;
     }
@@ -808,13 +898,13 @@ class Verifier {
         } else args[r] = a;
       }
       args[FP] = ptr(Kind.Stack, 0, true);
-      const entry: State = { regs: args, slots: new Array<Reg>(SLOTS).fill(SCALAR) };
+      const entry: State = { regs: args, slots: ALL_SCALAR as Reg[], shared: true };
       const prior = this.entries.get(callee);
       if (prior === undefined) this.entries.set(callee, entry);
       else joinInto(prior, entry);
       regs[0] = SCALAR;
       for (let r = 1; r <= 5; r++) regs[r] = UNINIT;
-      if (passesStack) st.slots.fill(SCALAR);
+      if (passesStack) clobberSlots(st);
       return;
     }
     switch (insn.imm) {
