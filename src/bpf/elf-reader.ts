@@ -7,6 +7,7 @@
  * allocates more than the file's own size.
  */
 import { KcmError } from '../errors.js';
+import { printable } from './printable.js';
 
 /** Section types used here. */
 export const SHT_PROGBITS = 1;
@@ -78,7 +79,7 @@ export interface ElfObject {
 }
 
 function bad(reason: string): KcmError {
-  return new KcmError('EINVAL', `bpf: not a usable eBPF object: ${reason}`);
+  return new KcmError('EINVAL', `bpf: not a usable eBPF object: ${printable(reason)}`);
 }
 
 /** Reads a 64-bit little-endian field that must fit a safe integer. */

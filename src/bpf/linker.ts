@@ -5,6 +5,7 @@
  * turned into data-region pointers. What needs maps, externs or unknown relocations is refused.
  */
 import { KcmError } from '../errors.js';
+import { printable } from './printable.js';
 import {
   R_BPF_64_32,
   R_BPF_64_64,
@@ -51,8 +52,9 @@ export interface LinkedProgram {
   readonly labels: ReadonlyMap<number, string>;
 }
 
+/** Reasons name sections and symbols of the object: escaped, as they may hold anything. */
 function refuse(reason: string): KcmError {
-  return new KcmError('EINVAL', `bpf: ${reason}`);
+  return new KcmError('EINVAL', `bpf: ${printable(reason)}`);
 }
 
 /** Executable sections holding instructions. */

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { KcmError, invalidArgType } from '../errors.js';
+import { printable } from './printable.js';
 import type { Parser } from '../parsers/parser.js';
 import { compileParser } from './compiler.js';
 import { Interpreter } from './interpreter.js';
@@ -31,9 +32,10 @@ export function objectBytes(object: Uint8Array | string): Uint8Array {
       bytes = readFileSync(object);
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code === 'ENOENT') throw new KcmError('ENOENT', `bpf: cannot read '${object}': no such file`, { cause: err });
-      if (code === 'EACCES') throw new KcmError('EACCES', `bpf: cannot read '${object}': permission denied`, { cause: err });
-      throw new KcmError('EINVAL', `bpf: cannot read '${object}': ${(err as Error).message}`, { cause: err });
+      const path = printable(object);
+      if (code === 'ENOENT') throw new KcmError('ENOENT', `bpf: cannot read '${path}': no such file`, { cause: err });
+      if (code === 'EACCES') throw new KcmError('EACCES', `bpf: cannot read '${path}': permission denied`, { cause: err });
+      throw new KcmError('EINVAL', `bpf: cannot read '${path}': ${printable((err as Error).message)}`, { cause: err });
     }
     return bytes;
   }

@@ -19,6 +19,7 @@ import { Interpreter } from '../bpf/interpreter.js';
 import { chooseSection, functionsOf, linkProgram } from '../bpf/linker.js';
 import { loadBpf, loadProgram } from '../bpf/load-bpf.js';
 import { decodeInsns, INSN_SIZE } from '../bpf/opcodes.js';
+import { noControls, printable } from '../bpf/printable.js';
 import { loadRaw } from '../bpf/raw-mode.js';
 import { verify } from '../bpf/verifier.js';
 
@@ -101,26 +102,26 @@ function dump(args: Args): number {
   if (path === undefined) throw new UsageError('dump needs an object file');
   const bytes = readFileSync(path);
   const elf: ElfObject = readElf(bytes);
-  out(`${path}: ELF64 eBPF relocatable object, ${elf.sections.length} sections`);
+  out(`${printable(path)}: ELF64 eBPF relocatable object, ${elf.sections.length} sections`);
   out('\nSections:');
   out('Idx Name                     Size     Type');
   for (const s of elf.sections) {
     if (s.index === 0) continue;
     const kind = s.flags & SHF_EXECINSTR ? 'TEXT' : s.type === 8 ? 'BSS' : s.type === 1 ? 'DATA' : '';
-    out(`${String(s.index).padStart(3)} ${s.name.padEnd(24)} ${s.size.toString(16).padStart(8, '0')} ${kind}`);
+    out(`${String(s.index).padStart(3)} ${printable(s.name).padEnd(24)} ${s.size.toString(16).padStart(8, '0')} ${kind}`);
   }
   for (const s of elf.sections) {
     if (!(s.flags & SHF_EXECINSTR) || s.size === 0 || s.size % INSN_SIZE !== 0) continue;
     const labels = new Map<number, string>();
-    for (const f of functionsOf(elf, s)) labels.set(f.start, f.name);
-    if (!labels.has(0)) labels.set(0, s.name);
-    out(`\nDisassembly of section ${s.name}:`);
+    for (const f of functionsOf(elf, s)) labels.set(f.start, printable(f.name));
+    if (!labels.has(0)) labels.set(0, printable(s.name));
+    out(`\nDisassembly of section ${printable(s.name)}:`);
     out(disassembleAll(decodeInsns(s.data), labels));
     const relocs = elf.relocations.get(s.index) ?? [];
     for (const r of relocs) {
       const sym = elf.symbols[r.symbol];
       const name = sym === undefined ? '' : sym.name || (elf.sections[sym.shndx]?.name ?? '');
-      out(`\t\trelocation at instruction ${r.offset / INSN_SIZE}: ${RELOC_NAMES[r.type] ?? `type ${r.type}`} ${name || `symbol ${r.symbol}`}`);
+      out(`\t\trelocation at instruction ${r.offset / INSN_SIZE}: ${RELOC_NAMES[r.type] ?? `type ${r.type}`} ${printable(name) || `symbol ${r.symbol}`}`);
     }
   }
   const options = { section: str(args, '--section'), program: str(args, '--program') };
@@ -129,11 +130,11 @@ function dump(args: Args): number {
     const program = linkProgram(elf, options);
     const analysis = verify(program, 'parser');
     const funcs = elf.symbols.filter((s) => s.type === STT_FUNC).length;
-    out(`\nverifier: accepted ${section.name}/${program.name}: ${program.insns.length} instructions, ${analysis.functions.length} function(s)${analysis.hasLoops ? ', loops (run-time budget applies)' : ''} [${funcs} function symbol(s) in the object]`);
+    out(`\nverifier: accepted ${printable(section.name)}/${printable(program.name)}: ${program.insns.length} instructions, ${analysis.functions.length} function(s)${analysis.hasLoops ? ', loops (run-time budget applies)' : ''} [${funcs} function symbol(s) in the object]`);
     return 0;
   } catch (e) {
     if (e instanceof KcmError) {
-      out(`\nverifier: refused: ${e.message}`);
+      out(`\nverifier: refused: ${noControls(e.message)}`);
       return 1;
     }
     throw e;
@@ -213,20 +214,20 @@ export async function bpfCommand(argv: string[]): Promise<number> {
         out(usage);
         return command === undefined ? 2 : 0;
       default:
-        err(`kcm bpf: unknown command '${command}'\n${usage}`);
+        err(`kcm bpf: unknown command '${printable(command)}'\n${usage}`);
         return 2;
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`kcm bpf: ${e.message}\n${usage}`);
+      err(`kcm bpf: ${noControls(e.message)}\n${usage}`);
       return 2;
     }
     if (e instanceof KcmError) {
-      err(`kcm bpf ${command}: ${e.message}`);
+      err(`kcm bpf ${printable(command ?? '')}: ${noControls(e.message)}`);
       return 1;
     }
     if ((e as { code?: string }).code === 'ENOENT') {
-      err(`kcm bpf ${command}: ${(e as Error).message}`);
+      err(`kcm bpf ${printable(command ?? '')}: ${noControls((e as Error).message)}`);
       return 1;
     }
     throw e;
