@@ -70,7 +70,6 @@ import {
   CTX_CB_SIZE,
   DATA_BASE,
   DATA_STRIDE,
-  INSN_BUDGET,
   MAX_FRAMES,
   MEM_BASE,
   RET_EFAULT,
@@ -82,6 +81,7 @@ import {
   tracePrintk,
 } from './runtime.js';
 import { Access, type Analysis, type FunctionInfo, type MemAccess } from './verifier.js';
+import { COST_LOAD_BYTES, COST_PRINTK, RUN_BUDGET, blockCosts, type Costs } from './budget.js';
 
 /** What a raw-mode run returns: r0 as two 32-bit halves, or why it stopped. */
 export interface RawRun {
@@ -145,7 +145,8 @@ function bswap32(v) {
 }
 function skbLoad(P, PO, PL, off, dst, at, n) {
   if (off > 0x7fffffff || off + n > PL) { dst.fill(0, at, at + n); return -14; }
-  for (let i = 0; i < n; i++) dst[at + i] = P[PO + off + i];
+  if (n > 32) dst.set(P.subarray(PO + off, PO + off + n), at);
+  else for (let i = 0; i < n; i++) dst[at + i] = P[PO + off + i];
   return 0;
 }
 `;
@@ -169,9 +170,10 @@ class FunctionCompiler {
     private readonly analysis: Analysis,
     private readonly fn: FunctionInfo,
     private readonly index: number,
+    private readonly costs: Costs,
   ) {
     this.isMain = index === 0;
-    this.budgeted = analysis.hasLoops || analysis.functions.length > 1;
+    this.budgeted = costs.budgeted;
   }
 
   private get mode(): Mode {
@@ -241,11 +243,12 @@ class FunctionCompiler {
         if (blockSet.has(next) || next >= fn.end) break;
         pc = next;
       }
-      if (this.budgeted) this.emit(`    if ((B -= ${body.length}) < 0) { ${this.bail(2)} }`);
+      if (this.budgeted) this.emit(`    if ((B -= ${this.costs.atBlock[b]}) < 0) { ${this.bail(2)} }`);
       const nextBlock = blocks[bi + 1];
       for (const at of body) this.insn(at, nextBlock, single);
     }
-    if (!single) this.emit('  }\n  }');
+    // Never taken: every jump lands on a block the verifier analysed.
+    if (!single) this.emit(`  default: ${this.bail(3)}\n  }\n  }`);
     this.emit('}');
     return this.out.join('\n');
   }
@@ -647,7 +650,8 @@ class FunctionCompiler {
         const region = this.helperRegion(a);
         e(`t = r1l - ${region.base}; w = r2l >>> 0;`);
         e(`if (r1h !== 0 || t < ${region.lo} || t + w > ${region.hi}) { ${this.bail(3)} }`);
-        return e(`r0l = RT.printk(${region.bytes}, t, w, r3h, r3l, r4h, r4l, r5h, r5l); r0h = 0;`);
+        e(`if ((B -= ${COST_PRINTK} + w) < 0) { ${this.bail(2)} }`);
+        return e(`r0l = RT.printk(${region.bytes}, t, w, r3h, r3l, r4h, r4l, r5h, r5l); r0h = r0l >> 31;`);
       }
       case 26:
       case 68: {
@@ -655,6 +659,7 @@ class FunctionCompiler {
         const region = this.helperRegion(a);
         e(`t = r3l - ${region.base}; w = r4l >>> 0;`);
         e(`if (r3h !== 0 || t < ${region.lo} || t + w > ${region.hi}) { ${this.bail(3)} }`);
+        e(`if ((B -= ${COST_LOAD_BYTES} + (w >>> 4)) < 0) { ${this.bail(2)} }`);
         return e(`r0l = skbLoad(P, PO, PL, r2l >>> 0, ${region.bytes}, t, w); r0h = r0l >> 31;`);
       }
     }
@@ -686,9 +691,12 @@ export function generateSource(prog: LinkedProgram, analysis: Analysis): string 
     parts.push(`const DB${i} = RT.data[${i}], D${i} = new DataView(DB${i}.buffer, DB${i}.byteOffset, DB${i}.byteLength);`);
   }
   parts.push('let PK = RT.stack, PB = 0, PE = 0, MB = RT.stack, MV = SV, ML = 0;');
-  analysis.functions.forEach((fn, i) => parts.push(new FunctionCompiler(prog, analysis, fn, i).compile()));
-  const budget = analysis.hasLoops || analysis.functions.length > 1 ? `B = ${INSN_BUDGET};` : '';
-  const cb = analysis.usesCb ? 'CBA.fill(0);' : '';
+  const costs = blockCosts(prog, analysis);
+  analysis.functions.forEach((fn, i) => parts.push(new FunctionCompiler(prog, analysis, fn, i, costs).compile()));
+  const budget = costs.budgeted ? `B = ${RUN_BUDGET};` : '';
+  // [F-7] cb is zeroed scratch; the stack too, so that no byte of one run reaches another.
+  const stackBytes = stackBytesUsed(analysis);
+  const cb = (analysis.usesCb ? 'CBA.fill(0);' : '') + (stackBytes > 0 ? ` SB.fill(0, 0, ${stackBytes});` : '');
   if (analysis.mode === 'parser') {
     parts.push(`function bpfParser(data) { PK = data; PB = 0; PE = data.length; ab = 0; ${budget} ${cb} return f0(data); }`);
     // The same program over chunk[start, end), without a view per message.
@@ -702,6 +710,21 @@ export function generateSource(prog: LinkedProgram, analysis: Analysis): string 
 };`);
   }
   return parts.join('\n');
+}
+
+/**
+ * The stack bytes a run may touch: every frame the program's calls can reach, when it uses
+ * the stack at all (0 otherwise, so a parser that never touches it pays nothing).
+ */
+export function stackBytesUsed(analysis: Analysis): number {
+  let uses = false;
+  for (const a of analysis.access) {
+    if (a !== undefined && (a.kind === Access.StackStatic || a.kind === Access.StackOwnChecked || a.kind === Access.StackCallerChecked)) {
+      uses = true;
+      break;
+    }
+  }
+  return uses ? Math.min(analysis.functions.length, MAX_FRAMES) * STACK_SIZE : 0;
 }
 
 interface Runtime {

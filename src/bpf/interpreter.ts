@@ -1,8 +1,10 @@
 /**
  * A straightforward interpreter of verified programs on 64-bit BigInt registers. It is the
- * oracle the compiled code is tested against, and serves `kcm bpf` for debugging. It finds
- * the region of every memory access from the address itself (not from the verifier's
- * notes), so differential tests also check what the verifier proved.
+ * oracle the compiled code is tested against, serves `kcm bpf run --interpret`, and runs
+ * `loadBpf` parsers where code generation is disallowed, so it must give exactly what the
+ * compiled code gives and never throw. Like the compiled code, it takes the region of every
+ * memory access from what the verifier proved (not from the address), checks the same
+ * bounds the same way, and charges the same budget at the same points.
  */
 import type { LinkedProgram } from './linker.js';
 import {
@@ -37,12 +39,9 @@ import {
 } from './opcodes.js';
 import {
   CTX_BASE,
-  CTX_CB,
   CTX_CB_SIZE,
-  CTX_LEN,
   DATA_BASE,
   DATA_STRIDE,
-  INSN_BUDGET,
   MEM_BASE,
   RET_EFAULT,
   RET_ELOOP,
@@ -54,7 +53,9 @@ import {
   tracePrintk,
 } from './runtime.js';
 import { MASK32, MASK64, alu32, alu64, endian, immToU64, jumpTaken } from './semantics.js';
-import type { Analysis } from './verifier.js';
+import { Access, type Analysis, type MemAccess } from './verifier.js';
+import { RUN_BUDGET, blockCosts, loadBytesCost, printkCost } from './budget.js';
+import { stackBytesUsed } from './compiler.js';
 
 /** How a run ended. */
 export type RunStatus =
@@ -81,6 +82,16 @@ class Fault {
   constructor(readonly pc: number) {}
 }
 
+/** A helper's charge ran the budget out. */
+class BudgetExhausted {
+  constructor(readonly pc: number) {}
+}
+
+/** The low 32 bits of a register read as a signed int32, as the compiled code holds them. */
+function lowHalf(v: bigint): number {
+  return Number(BigInt.asIntN(32, v));
+}
+
 interface Frame {
   readonly ret: number;
   readonly saved: bigint[];
@@ -95,14 +106,23 @@ export class Interpreter {
   private readonly data: Uint8Array[];
   private packet: Uint8Array = new Uint8Array(0);
   private mem: Uint8Array | undefined;
-  private fpLimit = 0;
+  /** The stack index of the running function's r10. */
+  private fi = 0;
+  private budget = 0;
+  private readonly budgeted: boolean;
+  private readonly atBlock: Int32Array;
+  private readonly stackBytes: number;
 
   constructor(
-    private readonly prog: LinkedProgram,
+    prog: LinkedProgram,
     private readonly analysis: Analysis,
   ) {
     this.insns = prog.insns;
     this.data = prog.regions.map((r) => r.bytes.slice());
+    const costs = blockCosts(prog, analysis);
+    this.budgeted = costs.budgeted;
+    this.atBlock = costs.atBlock;
+    this.stackBytes = stackBytesUsed(analysis);
   }
 
   /** Runs as a KCM parser on `data` and returns what the parser returns [P-3, F-4]. */
@@ -126,9 +146,25 @@ export class Interpreter {
   }
 
   private run(packet: Uint8Array, mem: Uint8Array | undefined): RunResult {
+    try {
+      return this.execute(packet, mem);
+    } catch (err) {
+      // Never reached for a verified program; a parser must not throw into the stream
+      // parser, so a defect here ends the run as a fault, as a failed check would.
+      if (err instanceof BudgetExhausted) return { status: 'loop', r0: 0n, steps: 0, pc: err.pc };
+      return { status: 'fault', r0: 0n, steps: 0, pc: err instanceof Fault ? err.pc : -1 };
+    }
+  }
+
+  private execute(packet: Uint8Array, mem: Uint8Array | undefined): RunResult {
     this.packet = packet;
     this.mem = mem;
     this.cb.fill(0);
+    // [F-7] as the compiled code: cb and the stack start zeroed on every run.
+    this.stack.fill(0, 0, this.stackBytes);
+    this.budget = RUN_BUDGET;
+    const budgeted = this.budgeted;
+    const atBlock = this.atBlock;
     const r: bigint[] = new Array<bigint>(11).fill(0n);
     if (mem === undefined) r[1] = BigInt(CTX_BASE);
     else {
@@ -136,14 +172,15 @@ export class Interpreter {
       r[2] = BigInt(mem.length);
     }
     r[FP] = BigInt(STACK_BASE + STACK_SIZE);
+    this.fi = STACK_SIZE;
     const frames: Frame[] = [];
     const insns = this.insns;
     let steps = 0;
     let pc = 0;
     try {
       for (;;) {
-        if (++steps > INSN_BUDGET) return { status: 'loop', r0: 0n, steps, pc };
-        this.fpLimit = Number(r[FP]!) - STACK_BASE;
+        steps++;
+        if (budgeted && atBlock[pc] !== 0 && (this.budget -= atBlock[pc]!) < 0) return { status: 'loop', r0: 0n, steps, pc };
         const insn = insns[pc]!;
         const { code, dst, src, off, imm } = insn;
         const cls = opClass(code);
@@ -172,6 +209,7 @@ export class Interpreter {
               if (frame === undefined) return { status: 'exit', r0: r[0]!, steps, pc };
               for (let i = 0; i < 4; i++) r[6 + i] = frame.saved[i]!;
               r[FP] = frame.fp;
+              this.fi = Number(frame.fp) - STACK_BASE;
               pc = frame.ret;
               continue;
             }
@@ -179,6 +217,7 @@ export class Interpreter {
               if (src === BPF_PSEUDO_CALL) {
                 frames.push({ ret: pc + 1, saved: r.slice(6, 10), fp: r[FP]! });
                 r[FP] = r[FP]! + BigInt(STACK_SIZE);
+                this.fi += STACK_SIZE;
                 pc = pc + imm + 1;
                 continue;
               }
@@ -211,37 +250,37 @@ export class Interpreter {
           }
           case BPF_LDX: {
             const size = sizeBytes(code);
-            let v = this.load(pc, (r[src]! + immToU64(off)) & MASK64, size);
+            let v = this.load(pc, r[src]!, off, size);
             if ((code & 0xe0) === BPF_MEMSX) v = BigInt.asUintN(64, BigInt.asIntN(size * 8, v));
             r[dst] = v;
             break;
           }
           case BPF_ST:
-            this.store(pc, (r[dst]! + immToU64(off)) & MASK64, sizeBytes(code), immToU64(imm));
+            this.store(pc, r[dst]!, off, sizeBytes(code), immToU64(imm));
             break;
           case BPF_STX: {
             const size = sizeBytes(code);
-            const addr = (r[dst]! + immToU64(off)) & MASK64;
+            const base = r[dst]!;
             if ((code & 0xe0) === BPF_MEM) {
-              this.store(pc, addr, size, r[src]!);
+              this.store(pc, base, off, size, r[src]!);
               break;
             }
             const mask = size === 8 ? MASK64 : MASK32;
-            const old = this.load(pc, addr, size);
+            const old = this.load(pc, base, off, size);
             const val = r[src]! & mask;
             if (imm === BPF_CMPXCHG) {
-              if (old === (r[0]! & mask)) this.store(pc, addr, size, val);
+              if (old === (r[0]! & mask)) this.store(pc, base, off, size, val);
               r[0] = old;
               break;
             }
             if (imm === BPF_XCHG) {
-              this.store(pc, addr, size, val);
+              this.store(pc, base, off, size, val);
               r[src] = old;
               break;
             }
-            const base = imm & ~BPF_FETCH;
-            const next = (size === 8 ? alu64 : alu32)(base, old, val, 0);
-            this.store(pc, addr, size, next);
+            const op2 = imm & ~BPF_FETCH;
+            const next = (size === 8 ? alu64 : alu32)(op2, old, val, 0);
+            this.store(pc, base, off, size, next);
             if (imm & BPF_FETCH) r[src] = old;
             break;
           }
@@ -252,57 +291,108 @@ export class Interpreter {
       }
     } catch (err) {
       if (err instanceof Fault) return { status: 'fault', r0: 0n, steps, pc: err.pc };
+      if (err instanceof BudgetExhausted) return { status: 'loop', r0: 0n, steps, pc: err.pc };
       throw err;
     }
   }
 
-  /** The bytes and index an address of `size` bytes falls in, or a fault. */
-  private locate(pc: number, addr: bigint, size: number, write: boolean): [Uint8Array, number] {
-    if (addr > 0xffffffffn) throw new Fault(pc);
-    const a = Number(addr);
-    if (a >= STACK_BASE && a < STACK_BASE + this.stack.length) {
-      const i = a - STACK_BASE;
-      if (i + size > this.fpLimit) throw new Fault(pc);
-      return [this.stack, i];
-    }
-    if (this.mem !== undefined && a >= MEM_BASE) {
-      const i = a - MEM_BASE;
-      if (i + size > this.mem.length) throw new Fault(pc);
-      return [this.mem, i];
-    }
-    if (a >= DATA_BASE && a < DATA_BASE + DATA_STRIDE * this.data.length) {
-      const n = Math.floor((a - DATA_BASE) / DATA_STRIDE);
-      const i = a - DATA_BASE - n * DATA_STRIDE;
-      const bytes = this.data[n]!;
-      if (i + size > bytes.length || (write && !this.prog.regions[n]!.writable)) throw new Fault(pc);
-      return [bytes, i];
-    }
-    throw new Fault(pc);
+  private accessOf(pc: number): MemAccess {
+    const a = this.analysis.access[pc];
+    if (a === undefined) throw new Fault(pc);
+    return a;
   }
 
-  private load(pc: number, addr: bigint, size: number): bigint {
-    if (this.mem === undefined && addr >= BigInt(CTX_BASE) && addr < BigInt(CTX_BASE + 256)) {
-      const field = Number(addr) - CTX_BASE;
-      if (field >= CTX_CB && field < CTX_CB + CTX_CB_SIZE) return readLe(this.cb, field - CTX_CB, size);
-      if (field >= CTX_LEN && field < CTX_LEN + 4) {
-        const len = BigInt(this.packet.length);
-        return (len >> BigInt(8 * field)) & ((1n << BigInt(8 * size)) - 1n);
-      }
-      return 0n;
+  /**
+   * The bytes and index of an access of `size` bytes at `reg + off`, found as the compiled
+   * code finds it: the region the verifier proved, a static index where it proved the
+   * offset, else the register's low half (as a signed int32) against the region's bounds,
+   * with a nonzero high half a fault.
+   */
+  private locate(pc: number, a: MemAccess, reg: bigint, off: number, size: number): [Uint8Array, number] {
+    let base: number;
+    let lo: number;
+    let hi: number;
+    let bytes: Uint8Array;
+    switch (a.kind) {
+      case Access.StackStatic:
+        return [this.stack, this.fi + a.at];
+      case Access.DataStatic:
+        return [this.data[a.region]!, a.at];
+      case Access.StackOwnChecked:
+        [base, lo, hi, bytes] = [STACK_BASE, this.fi - STACK_SIZE, this.fi, this.stack];
+        break;
+      case Access.StackCallerChecked:
+        [base, lo, hi, bytes] = [STACK_BASE, 0, this.fi - STACK_SIZE, this.stack];
+        break;
+      case Access.MemChecked:
+        if (this.mem === undefined) throw new Fault(pc);
+        [base, lo, hi, bytes] = [MEM_BASE, 0, this.mem.length, this.mem];
+        break;
+      case Access.DataChecked:
+        bytes = this.data[a.region]!;
+        [base, lo, hi] = [DATA_BASE + a.region * DATA_STRIDE, 0, bytes.length];
+        break;
+      default:
+        throw new Fault(pc);
     }
-    const [bytes, i] = this.locate(pc, addr, size, false);
+    const t = lowHalf(reg) - base + off;
+    if (reg >> 32n !== 0n || t < lo || t > hi - size) throw new Fault(pc);
+    return [bytes, t];
+  }
+
+  private load(pc: number, reg: bigint, off: number, size: number): bigint {
+    const a = this.accessOf(pc);
+    switch (a.kind) {
+      case Access.CtxLen:
+        return BigInt((this.packet.length >>> (a.at * 8)) & (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff)) & MASK32;
+      case Access.CtxZero:
+        return 0n;
+      case Access.CtxCb:
+        return readLe(this.cb, a.at, size);
+    }
+    const [bytes, i] = this.locate(pc, a, reg, off, size);
     return readLe(bytes, i, size);
   }
 
-  private store(pc: number, addr: bigint, size: number, value: bigint): void {
-    if (this.mem === undefined && addr >= BigInt(CTX_BASE) && addr < BigInt(CTX_BASE + 256)) {
-      const field = Number(addr) - CTX_BASE;
-      if (field < CTX_CB || field + size > CTX_CB + CTX_CB_SIZE) throw new Fault(pc);
-      writeLe(this.cb, field - CTX_CB, size, value);
-      return;
-    }
-    const [bytes, i] = this.locate(pc, addr, size, true);
+  private store(pc: number, reg: bigint, off: number, size: number, value: bigint): void {
+    const a = this.accessOf(pc);
+    if (a.kind === Access.CtxCb) return writeLe(this.cb, a.at, size, value);
+    const [bytes, i] = this.locate(pc, a, reg, off, size);
     writeLe(bytes, i, size, value);
+  }
+
+  /** A helper's memory argument `ptr` of `len` bytes, checked as the compiled code checks it. */
+  private helperMemory(pc: number, ptr: bigint, len: number): [Uint8Array, number] {
+    const a = this.accessOf(pc);
+    let base: number;
+    let lo: number;
+    let hi: number;
+    let bytes: Uint8Array;
+    switch (a.kind) {
+      case Access.StackOwnChecked:
+        [base, lo, hi, bytes] = [STACK_BASE, this.fi - STACK_SIZE, this.fi, this.stack];
+        break;
+      case Access.StackCallerChecked:
+        [base, lo, hi, bytes] = [STACK_BASE, 0, this.fi - STACK_SIZE, this.stack];
+        break;
+      case Access.MemChecked:
+        if (this.mem === undefined) throw new Fault(pc);
+        [base, lo, hi, bytes] = [MEM_BASE, 0, this.mem.length, this.mem];
+        break;
+      case Access.DataChecked:
+        bytes = this.data[a.region]!;
+        [base, lo, hi] = [DATA_BASE + a.region * DATA_STRIDE, 0, bytes.length];
+        break;
+      default:
+        throw new Fault(pc);
+    }
+    const t = lowHalf(ptr) - base;
+    if (ptr >> 32n !== 0n || t < lo || t + len > hi) throw new Fault(pc);
+    return [bytes, t];
+  }
+
+  private charge(pc: number, units: number): void {
+    if ((this.budget -= units) < 0) throw new BudgetExhausted(pc);
   }
 
   private helper(pc: number, id: number, r: bigint[]): bigint {
@@ -315,14 +405,16 @@ export class Interpreter {
         return 0n;
       case 6: {
         const size = Number(r[2]! & MASK32);
-        const [bytes, i] = this.locate(pc, r[1]!, size, false);
-        return BigInt(tracePrintk(bytes.subarray(i, i + size), [r[3]!, r[4]!, r[5]!]));
+        const [bytes, i] = this.helperMemory(pc, r[1]!, size);
+        this.charge(pc, printkCost(size));
+        return BigInt.asUintN(64, BigInt(tracePrintk(bytes.subarray(i, i + size), [r[3]!, r[4]!, r[5]!])));
       }
       case 26:
       case 68: {
         const offset = Number(r[2]! & MASK32);
         const len = Number(r[4]! & MASK32);
-        const [bytes, i] = this.locate(pc, r[3]!, len, true);
+        const [bytes, i] = this.helperMemory(pc, r[3]!, len);
+        this.charge(pc, loadBytesCost(len));
         if (offset > 0x7fffffff || offset + len > this.packet.length) {
           bytes.fill(0, i, i + len);
           return BigInt.asUintN(64, -14n);

@@ -25,13 +25,6 @@ export const MEM_BASE = 0x2000_0000;
 /** The largest raw-mode memory block. */
 export const MAX_MEM = 0x2000_0000;
 
-/**
- * Instructions a run may execute before it is stopped as runaway: the kernel bounds
- * programs by verifying at most 1M instructions, so a program that executes more could
- * never have been loaded there. Stopped runs return -ELOOP.
- */
-export const INSN_BUDGET = 1_000_000;
-
 /** Parser return values of runs that did not reach `exit` normally. */
 export const RET_ELOOP = -40;
 export const RET_EFAULT = -14;
@@ -58,40 +51,53 @@ export function prandomU32(): number {
   return (Math.random() * 0x100000000) >>> 0;
 }
 
+/** What `bpf_trace_printk` returns for a format the kernel refuses. */
+export const PRINTK_EINVAL = -22;
+
 /**
  * `bpf_trace_printk(fmt, size, a, b, c)`: formats like the kernel's (%d %i %u %x %c %%, with
- * optional l/ll) to the `kcm_bpf` debug log (NODE_DEBUG=kcm_bpf). Returns the bytes written.
+ * optional l/ll) to the `kcm_bpf` debug log (NODE_DEBUG=kcm_bpf). Returns the bytes written,
+ * or -EINVAL where the kernel refuses the format: not NUL-terminated within `size`, more
+ * than 3 conversions, or a conversion it does not know (%s and %p read kernel memory and are
+ * not supported here).
  */
 export function tracePrintk(fmt: Uint8Array, args: readonly bigint[]): number {
-  let end = fmt.indexOf(0);
-  if (end < 0) end = fmt.length;
-  let out = '';
+  const end = fmt.indexOf(0);
+  if (end < 0) return PRINTK_EINVAL;
+  const parts: string[] = [];
+  let from = 0;
   let arg = 0;
   for (let i = 0; i < end; i++) {
-    const c = fmt[i]!;
-    if (c !== 0x25) {
-      out += String.fromCharCode(c);
-      continue;
-    }
+    if (fmt[i] !== 0x25) continue;
+    parts.push(latin1(fmt, from, i));
     i++;
-    let wide = false;
-    while (i < end && fmt[i] === 0x6c) {
-      wide = true;
+    let longs = 0;
+    while (i < end && fmt[i] === 0x6c && longs < 2) {
+      longs++;
       i++;
     }
-    const conv = String.fromCharCode(fmt[i] ?? 0);
-    if (conv === '%') {
-      out += '%';
+    const conv = i < end ? fmt[i]! : 0;
+    from = i + 1;
+    if (conv === 0x25 && longs === 0) {
+      parts.push('%');
       continue;
     }
+    if (arg >= 3) return PRINTK_EINVAL;
     const raw = args[arg++] ?? 0n;
+    const wide = longs > 0;
     const v = wide ? raw : raw & 0xffffffffn;
-    if (conv === 'd' || conv === 'i') out += BigInt.asIntN(wide ? 64 : 32, v).toString();
-    else if (conv === 'u') out += v.toString();
-    else if (conv === 'x') out += v.toString(16);
-    else if (conv === 'c') out += String.fromCharCode(Number(v & 0xffn));
-    else out += `%${conv}`;
+    if (conv === 0x64 || conv === 0x69) parts.push(BigInt.asIntN(wide ? 64 : 32, v).toString());
+    else if (conv === 0x75) parts.push(v.toString());
+    else if (conv === 0x78) parts.push(v.toString(16));
+    else if (conv === 0x63 && !wide) parts.push(String.fromCharCode(Number(v & 0xffn)));
+    else return PRINTK_EINVAL;
   }
-  traceLog('%s', out);
+  parts.push(latin1(fmt, from, end));
+  const out = parts.join('');
+  if (traceLog.enabled) traceLog('%s', out);
   return out.length;
+}
+
+function latin1(bytes: Uint8Array, from: number, to: number): string {
+  return from >= to ? '' : Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from).toString('latin1');
 }
