@@ -16,12 +16,19 @@
  */
 import { KcmError } from '../errors.js';
 import { disassemble } from './disassembler.js';
+import { printable } from './printable.js';
 import type { LinkedProgram } from './linker.js';
 import { MAX_INSNS } from './linker.js';
 import {
   BPF_ABS,
   BPF_ADD,
   BPF_ALU,
+  BPF_AND,
+  BPF_ARSH,
+  BPF_LSH,
+  BPF_OR,
+  BPF_RSH,
+  BPF_XOR,
   BPF_ALU64,
   BPF_ATOMIC,
   BPF_CALL,
@@ -61,7 +68,7 @@ import {
   type Insn,
 } from './opcodes.js';
 import { CTX_CB, CTX_CB_SIZE, CTX_DATA, CTX_DATA_END, CTX_LEN, CTX_READABLE_END, MAX_FRAMES, STACK_SIZE } from './runtime.js';
-import { alu32, alu64, endian, immToU64 } from './semantics.js';
+import { alu32, alu64, endian, immToU64, jumpTaken } from './semantics.js';
 
 /** How a program is run: as a KCM parser on a `__sk_buff`, or raw on a memory block. */
 export type Mode = 'parser' | 'raw';
@@ -320,6 +327,11 @@ function structuralError(insn: Insn, next: Insn | undefined, mode: Mode): string
       if (code & BPF_X) {
         if (imm !== 0) return 'the immediate of a register operation must be zero';
       } else if (src !== 0) return 'the source register of an immediate operation must be zero';
+      else if ((op === BPF_DIV || op === BPF_MOD) && imm === 0) return 'division by an immediate zero';
+      else if (op === BPF_LSH || op === BPF_RSH || op === BPF_ARSH) {
+        const width = cls === BPF_ALU64 ? 64 : 32;
+        if (imm < 0 || imm >= width) return `shift by ${imm}, outside 0..${width - 1}`;
+      }
       if (op === BPF_DIV || op === BPF_MOD) {
         if (off !== 0 && off !== 1) return `offset ${off} of a division must be 0 or 1`;
       } else if (op === BPF_MOV) {
@@ -421,7 +433,8 @@ export function verify(prog: LinkedProgram, mode: Mode): Analysis {
     if (err instanceof Refusal) {
       const insn = prog.insns[err.pc];
       const text = insn === undefined ? '' : ` '${disassemble(insn, prog.insns[err.pc + 1])}'`;
-      throw new KcmError('EINVAL', `bpf: verifier refused instruction ${err.pc}${text}: ${err.reason}`);
+      // Reasons may name sections of the object: escaped like every name.
+      throw new KcmError('EINVAL', `bpf: verifier refused instruction ${err.pc}${text}: ${printable(err.reason)}`);
     }
     throw err;
   }
@@ -440,6 +453,10 @@ class Verifier {
   private processed = 0;
   private readonly leaders: Uint8Array;
   private readonly queued: Uint8Array;
+  /** Per function: the deepest stack byte it touches below its r10. */
+  private depth = new Int32Array(0);
+  private callees: number[][] = [];
+  private callSite = new Map<string, number>();
   private readonly entries = new Map<number, State>();
 
   constructor(
@@ -491,7 +508,9 @@ class Verifier {
       if (t < this.starts[f]! || t >= this.endOf(f)) fail(pc, `jump target ${t} is outside the function [${this.starts[f]}, ${this.endOf(f)})`);
       if (this.second[t]) fail(pc, `jump target ${t} is the middle of lddw`);
     }
+    this.refuseUnreachable();
     const order = this.callOrder();
+    this.depth = new Int32Array(this.starts.length);
     const functions: FunctionInfo[] = new Array<FunctionInfo>(this.starts.length);
     const mainEntry = this.initialState();
     this.entries.set(0, mainEntry);
@@ -503,6 +522,7 @@ class Verifier {
       functions[f] = info;
       if (info.loopHeaders.size > 0) hasLoops = true;
     }
+    this.refuseDeepStacks();
     const functionAt = new Map<number, number>();
     const live: FunctionInfo[] = [];
     for (let f = 0; f < functions.length; f++) {
@@ -512,6 +532,82 @@ class Verifier {
       live.push(info);
     }
     return { mode: this.mode, functions: live, functionAt, access: this.access, reachable: this.reachable, hasLoops, usesCb: this.usesCb, processed: this.processed };
+  }
+
+  /**
+   * Refuses instructions that no path of the control-flow graph reaches, taking both sides
+   * of every branch and entering every called function, as the kernel does before it
+   * verifies anything: dead code is refused, not skipped.
+   */
+  private refuseUnreachable(): void {
+    const { insns, n } = this;
+    const seen = new Uint8Array(n);
+    const stack = [0];
+    seen[0] = 1;
+    const push = (t: number): void => {
+      if (t >= 0 && t < n && seen[t] === 0) {
+        seen[t] = 1;
+        stack.push(t);
+      }
+    };
+    while (stack.length > 0) {
+      const pc = stack.pop()!;
+      const insn = insns[pc]!;
+      if (isLddw(insn.code)) {
+        push(pc + 2);
+        continue;
+      }
+      const cls = opClass(insn.code);
+      const op = insn.code & 0xf0;
+      if (cls === BPF_JMP || cls === BPF_JMP32) {
+        if (op === BPF_EXIT) continue;
+        if (op === BPF_CALL) {
+          if (insn.src === BPF_PSEUDO_CALL) push(pc + insn.imm + 1);
+        } else {
+          push(this.jumpTarget(pc)!);
+          if (op === BPF_JA) continue;
+        }
+      }
+      push(pc + 1);
+    }
+    for (let pc = 0; pc < n; pc++) if (seen[pc] === 0 && this.second[pc] === 0) fail(pc, 'the instruction is unreachable');
+  }
+
+  /**
+   * Refuses call chains whose frames together exceed one 512-byte stack: each function takes
+   * the deepest byte it touches below its r10, rounded up to 16 bytes (as the kernel counts
+   * for JIT-compiled programs), and the frames of every chain of calls add up.
+   */
+  private refuseDeepStacks(): void {
+    const count = this.starts.length;
+    const below = new Int32Array(count).fill(-1);
+    const next = new Int32Array(count).fill(-1);
+    const frame = (f: number): number => (this.depth[f]! + 15) & ~15;
+    // Post-order over the call graph (a DAG: recursion is refused): the most any chain from f uses.
+    const visit = (f: number): number => {
+      if (below[f]! >= 0) return below[f]!;
+      let most = 0;
+      for (const g of this.callees[f]!) {
+        const v = visit(g);
+        if (v > most) {
+          most = v;
+          next[f] = g;
+        }
+      }
+      below[f] = frame(f) + most;
+      return below[f]!;
+    };
+    const total = visit(0);
+    if (total <= STACK_SIZE) return;
+    // Report the first call of the deepest chain.
+    const g = next[0]!;
+    fail(this.callSite.get(`0:${g}`) ?? 0, `the frames of this chain of calls take ${total} bytes of stack together, more than ${STACK_SIZE}`);
+  }
+
+  /** Records that function `f` touches its frame `bytes` below r10 (unknown offsets: all of it). */
+  private touchStack(pc: number, bytes: number): void {
+    const f = this.funcOf[pc]!;
+    if (bytes > this.depth[f]!) this.depth[f] = Math.min(bytes, STACK_SIZE);
   }
 
   private endOf(f: number): number {
@@ -533,6 +629,8 @@ class Verifier {
     const count = this.starts.length;
     const callees: number[][] = Array.from({ length: count }, () => []);
     const callSite: Map<string, number> = new Map();
+    this.callees = callees;
+    this.callSite = callSite;
     for (let pc = 0; pc < this.n; pc++) {
       const insn = this.insns[pc]!;
       if (this.second[pc] || insn.code !== (BPF_JMP | BPF_CALL) || insn.src !== BPF_PSEUDO_CALL) continue;
@@ -659,10 +757,14 @@ class Verifier {
         } else if (op === BPF_JA) {
           return [this.jumpTarget(pc)!, st];
         } else {
-          this.use(st, pc, insn.dst);
-          if (insn.code & BPF_X) this.use(st, pc, insn.src);
+          const d = this.use(st, pc, insn.dst);
+          const s = insn.code & BPF_X ? this.use(st, pc, insn.src) : scalar(cls === BPF_JMP ? immToU64(insn.imm) : BigInt(insn.imm >>> 0));
           const t = this.jumpTarget(pc)!;
           if (pc + 1 >= end) fail(pc, 'the program falls off the end of its function');
+          // Like the kernel, follow only the side that known values take: the other is dead.
+          if (d.k === Kind.Scalar && s.k === Kind.Scalar && d.val !== null && s.val !== null) {
+            return jumpTaken(op, d.val, s.val, cls === BPF_JMP) ? [t, st] : [pc + 1, st];
+          }
           return [t, st, pc + 1, cloneState(st)];
         }
       } else {
@@ -710,6 +812,25 @@ class Verifier {
           return;
         }
         const d = this.use(st, pc, dst);
+        const dp = isPtr(d) || d.k === Kind.Mixed;
+        const sp = isPtr(s) || s.k === Kind.Mixed;
+        if ((dp || sp) && op !== BPF_NEG) {
+          // As the kernel: only 64-bit + and - move a pointer; pointer - pointer is a number.
+          const r = dp ? dst : src;
+          if (!wide) fail(pc, `32-bit arithmetic on the pointer r${r}`);
+          if (op === BPF_AND || op === BPF_OR || op === BPF_XOR) fail(pc, `bitwise operation on the pointer r${r}`);
+          if (op !== BPF_ADD && op !== BPF_SUB) fail(pc, `arithmetic other than + and - on the pointer r${r}`);
+          if (dp && sp) {
+            if (op === BPF_ADD) fail(pc, 'pointer + pointer');
+            regs[dst] = SCALAR;
+            return;
+          }
+          if (sp && op === BPF_SUB) fail(pc, `scalar - pointer r${src}`);
+          if (d.k === Kind.Mixed || s.k === Kind.Mixed) {
+            regs[dst] = MIXED;
+            return;
+          }
+        }
         if (wide && (op === BPF_ADD || op === BPF_SUB)) {
           const sOff = s.k === Kind.Scalar && s.val !== null ? Number(BigInt.asIntN(64, s.val)) : null;
           if (isPtr(d) && s.k === Kind.Scalar) {
@@ -819,6 +940,7 @@ class Verifier {
           const at = p.off + off;
           if (at < -STACK_SIZE || at + size > 0) fail(pc, `stack access at r10${at < 0 ? '' : '+'}${at} of ${size} bytes is outside the ${STACK_SIZE}-byte frame`);
           this.setAccess(pc, Access.StackStatic, at, 0, record);
+          if (record) this.touchStack(pc, -at);
           const slot = (at + STACK_SIZE) >> 3;
           if (write) {
             const slots = ownSlots(st);
@@ -834,6 +956,7 @@ class Verifier {
         }
         if (p.own) {
           this.setAccess(pc, Access.StackOwnChecked, 0, 0, record);
+          if (record) this.touchStack(pc, STACK_SIZE);
           if (write) clobberSlots(st);
         } else this.setAccess(pc, Access.StackCallerChecked, 0, 0, record);
         return SCALAR;
@@ -863,6 +986,7 @@ class Verifier {
     const p = this.use(st, pc, r);
     if (p.k === Kind.Stack) {
       this.setAccess(pc, p.own ? Access.StackOwnChecked : Access.StackCallerChecked, 0, 0, record);
+      if (record && p.own) this.touchStack(pc, p.off === null ? STACK_SIZE : -p.off);
       if (write && p.own) {
         const len = st.regs[4]!;
         if (p.off !== null && len.k === Kind.Scalar && len.val !== null) {

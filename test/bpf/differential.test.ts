@@ -51,8 +51,12 @@ function build(init: bigint[], specs: Spec[]): Insn[] {
       const wide = s.kind % 2 === 0;
       const off = (op === 0x30 || op === 0x90) && s.kind % 3 === 0 ? 1 : 0;
       if (op === 0x80) return [wide ? A.alu64(op, s.dst, 0) : A.alu32(op, s.dst, 0)];
-      if (wide) return [x ? A.alu64r(op, s.dst, s.src, off) : A.alu64(op, s.dst, s.imm, off)];
-      return [x ? A.alu32r(op, s.dst, s.src, off) : A.alu32(op, s.dst, s.imm, off)];
+      // Immediates the kernel refuses (a zero divisor, a shift past the width) are not generated.
+      let imm = s.imm;
+      if ((op === 0x30 || op === 0x90) && imm === 0) imm = 3;
+      if (op === 0x60 || op === 0x70 || op === 0xc0) imm &= wide ? 63 : 31;
+      if (wide) return [x ? A.alu64r(op, s.dst, s.src, off) : A.alu64(op, s.dst, imm, off)];
+      return [x ? A.alu32r(op, s.dst, s.src, off) : A.alu32(op, s.dst, imm, off)];
     }
     if (s.kind < 50) {
       const widths = [8, 16, 32];

@@ -100,7 +100,7 @@ test('ALU32 operations use the low halves and zero the upper half', () => {
   assert.equal(binop(1n, 31n, A.alu32r(LSH, 1, 2)), 0x80000000n);
   assert.equal(binop(1n, 32n, A.alu32r(LSH, 1, 2)), 1n);
   assert.equal(binop(0x80000000n, 31n, A.alu32r(ARSH, 1, 2)), 0xffffffffn);
-  assert.equal(binop(0xf8n, 0n, A.alu32(LSH, 1, 28), A.alu32(ARSH, 1, 48)), 0xffff8000n);
+  assert.equal(binop(0xf8n, 48n, A.alu32(LSH, 1, 28), A.alu32r(ARSH, 1, 2)), 0xffff8000n);
   assert.equal(binop(0x1_8000_0000n, 0n, A.alu32(RSH, 1, 31)), 1n);
   assert.equal(binop(0x1_0000_0001n, 0n, A.alu32(NEG, 1, 0)), 0xffffffffn);
   assert.equal(binop(0n, 0xff80n, A.alu32r(MOV, 1, 2, 8)), 0xffffff80n);
@@ -153,7 +153,8 @@ test('every jump condition, 64 and 32 bits, signed and unsigned', () => {
   assert.equal(r0([A.lddw(1, 0xffffffffn), A.mov64(0, 1), A.jmp(JEQ, 1, -1, 1), A.mov64(0, 0)]), 0n);
   assert.equal(r0([A.lddw(1, 0xffffffffn), A.mov64(0, 1), A.jmp32(JEQ, 1, -1, 1), A.mov64(0, 0)]), 1n);
   assert.equal(r0([A.mov64(1, -1), A.mov64(0, 1), A.jmp(JSLT, 1, 0, 1), A.mov64(0, 0)]), 1n);
-  assert.equal(r0([A.mov64(0, 3), A.insn(0x06, 0, 0, 0, 1), A.mov64(0, 4)]), 3n, 'gotol');
+  // (The skipped instruction is reachable another way: the kernel refuses dead code.)
+  assert.equal(r0([A.ldx('b', 2, 1, 0), A.mov64(0, 3), A.jmp(JNE, 2, 0, 1), A.insn(0x06, 0, 0, 0, 1), A.mov64(0, 4)]), 3n, 'gotol');
 });
 
 test('lddw loads 64 bits', () => {
@@ -230,7 +231,7 @@ test('raw mode: out-of-bounds accesses through r1 fault; runaway loops stop', ()
   assert.deepEqual(oob.run(new Uint8Array(5)), { status: 'fault', r0: 0n });
   assert.deepEqual(oob.interpret(new Uint8Array(5)), { status: 'fault', r0: 0n });
   assert.deepEqual(oob.run(new Uint8Array(6)), { status: 'exit', r0: 0n });
-  const loop = loadRaw(A.program(A.mov64(0, 0), A.alu64(ADD, 0, 1), A.ja(-2), A.exit()));
+  const loop = loadRaw(A.program(A.mov64(0, 0), A.alu64(ADD, 0, 1), A.jmp(JNE, 0, 0, -2), A.exit()));
   assert.equal(loop.run(new Uint8Array(0)).status, 'loop');
   assert.equal(loop.interpret(new Uint8Array(0)).status, 'loop');
 });

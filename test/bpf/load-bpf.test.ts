@@ -200,7 +200,7 @@ test('[F-7][F-2][F-3] skb->cb is zeroed scratch for each run; skb->len is the by
 });
 
 test('a runaway program returns -ELOOP after its instruction budget', () => {
-  const prog = rawProgram(A.program(A.mov64(0, 1), A.ja(-1), A.exit()));
+  const prog = rawProgram(A.program(A.mov64(0, 1), A.alu64(0x00, 0, 1), A.jmp(0x55, 0, 0, -2), A.exit()));
   const parse = compileParser(prog, verify(prog, 'parser'));
   const started = Date.now();
   assert.equal(parse(Buffer.alloc(4)), -40);
