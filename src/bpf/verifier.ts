@@ -127,6 +127,12 @@ export interface Analysis {
   readonly usesCb: boolean;
   /** Instructions the analysis processed, revisits included (at most {@link MAX_PROCESSED}). */
   readonly processed: number;
+  /**
+   * True when a pointer's value may reach a number (pointer - pointer, a partial copy, a
+   * comparison, a return): allowed as for privileged kernel loads, but the number depends
+   * on kcm's address layout.
+   */
+  readonly leaksPointers: boolean;
 }
 
 const enum Kind {
@@ -313,7 +319,6 @@ function structuralError(insn: Insn, next: Insn | undefined, mode: Mode): string
     case BPF_ALU:
     case BPF_ALU64: {
       if (op === 0xe0 || op === 0xf0) return `unknown ALU operation 0x${op.toString(16)}`;
-      if (dst === FP) return 'the frame pointer r10 is read-only';
       if (op === BPF_NEG) {
         if (code & BPF_X || src !== 0 || off !== 0 || imm !== 0) return 'reserved fields of neg must be zero';
         return undefined;
@@ -327,11 +332,6 @@ function structuralError(insn: Insn, next: Insn | undefined, mode: Mode): string
       if (code & BPF_X) {
         if (imm !== 0) return 'the immediate of a register operation must be zero';
       } else if (src !== 0) return 'the source register of an immediate operation must be zero';
-      else if ((op === BPF_DIV || op === BPF_MOD) && imm === 0) return 'division by an immediate zero';
-      else if (op === BPF_LSH || op === BPF_RSH || op === BPF_ARSH) {
-        const width = cls === BPF_ALU64 ? 64 : 32;
-        if (imm < 0 || imm >= width) return `shift by ${imm}, outside 0..${width - 1}`;
-      }
       if (op === BPF_DIV || op === BPF_MOD) {
         if (off !== 0 && off !== 1) return `offset ${off} of a division must be 0 or 1`;
       } else if (op === BPF_MOV) {
@@ -376,7 +376,6 @@ function structuralError(insn: Insn, next: Insn | undefined, mode: Mode): string
     case BPF_LD: {
       if (isLddw(code)) {
         if (off !== 0) return 'the offset of lddw must be zero';
-        if (dst === FP) return 'the frame pointer r10 is read-only';
         if (next === undefined) return 'lddw is missing its second half';
         if (next.code !== 0 || next.dst !== 0 || next.src !== 0 || next.off !== 0) return 'invalid second half of lddw';
         if (src === BPF_PSEUDO_MAP_FD) return 'lddw of a map: maps are not supported';
@@ -393,7 +392,6 @@ function structuralError(insn: Insn, next: Insn | undefined, mode: Mode): string
       const m = code & 0xe0;
       if (m !== BPF_MEM && !(m === BPF_MEMSX && (code & 0x18) !== BPF_DW)) return `unknown load opcode 0x${code.toString(16)}`;
       if (imm !== 0) return 'the immediate of a load must be zero';
-      if (dst === FP) return 'the frame pointer r10 is read-only';
       return undefined;
     }
     case BPF_ST: {
@@ -413,7 +411,6 @@ function structuralError(insn: Insn, next: Insn | undefined, mode: Mode): string
         const base = imm & ~BPF_FETCH;
         const known = imm === BPF_XCHG || imm === BPF_CMPXCHG || base === 0x00 || base === 0x40 || base === 0x50 || base === 0xa0;
         if (!known || (imm & ~0xff) !== 0) return `unknown atomic operation 0x${(imm >>> 0).toString(16)}`;
-        if (imm & BPF_FETCH && src === FP) return 'the frame pointer r10 is read-only';
         return undefined;
       }
       return `unknown store opcode 0x${code.toString(16)}`;
@@ -423,12 +420,50 @@ function structuralError(insn: Insn, next: Insn | undefined, mode: Mode): string
 }
 
 /**
+ * Checks of one instruction that, as in the kernel, apply only where a path reaches it
+ * (code that known values rule out is not held against the program); returns the reason
+ * it is refused, or undefined.
+ */
+function pathError(insn: Insn): string | undefined {
+  const { code, dst, src, imm } = insn;
+  const cls = opClass(code);
+  const op = code & 0xf0;
+  switch (cls) {
+    case BPF_ALU:
+    case BPF_ALU64:
+      if (dst === FP) return 'the frame pointer r10 is read-only';
+      if (code & BPF_X) return undefined;
+      if ((op === BPF_DIV || op === BPF_MOD) && imm === 0) return 'division by an immediate zero';
+      if (op === BPF_LSH || op === BPF_RSH || op === BPF_ARSH) {
+        const width = cls === BPF_ALU64 ? 64 : 32;
+        if (imm < 0 || imm >= width) return `shift by ${imm}, outside 0..${width - 1}`;
+      }
+      return undefined;
+    case BPF_LD:
+    case BPF_LDX:
+      if (dst === FP && (cls === BPF_LDX || isLddw(code))) return 'the frame pointer r10 is read-only';
+      return undefined;
+    case BPF_STX:
+      if ((code & 0xe0) === BPF_ATOMIC && imm & BPF_FETCH && src === FP) return 'the frame pointer r10 is read-only';
+      return undefined;
+  }
+  return undefined;
+}
+
+/**
  * Verifies `prog` for `mode`; throws `KcmError` `EINVAL` naming the instruction, its
  * disassembly and the reason when it is refused.
  */
-export function verify(prog: LinkedProgram, mode: Mode): Analysis {
+/**
+ * Which sides of conditional jumps the analysis follows: `known` (the default) skips a side
+ * that known values rule out, as the kernel does; `all` follows both; a set of
+ * `"from>to"` steps follows only those (the differential tests replay the kernel's walk).
+ */
+export type BranchPolicy = 'known' | 'all' | ReadonlySet<string>;
+
+export function verify(prog: LinkedProgram, mode: Mode, branches: BranchPolicy = 'known'): Analysis {
   try {
-    return new Verifier(prog, mode).run();
+    return new Verifier(prog, mode, branches).run();
   } catch (err) {
     if (err instanceof Refusal) {
       const insn = prog.insns[err.pc];
@@ -449,6 +484,7 @@ class Verifier {
   private readonly access: (MemAccess | undefined)[];
   private readonly reachable: Uint8Array;
   private usesCb = false;
+  private leaks = false;
   /** Instructions processed so far: the analysis's work, bounded by {@link MAX_PROCESSED}. */
   private processed = 0;
   private readonly leaders: Uint8Array;
@@ -462,6 +498,7 @@ class Verifier {
   constructor(
     private readonly prog: LinkedProgram,
     private readonly mode: Mode,
+    private readonly branches: BranchPolicy = 'known',
   ) {
     this.insns = prog.insns;
     this.n = prog.insns.length;
@@ -531,7 +568,7 @@ class Verifier {
       functionAt.set(info.start, live.length);
       live.push(info);
     }
-    return { mode: this.mode, functions: live, functionAt, access: this.access, reachable: this.reachable, hasLoops, usesCb: this.usesCb, processed: this.processed };
+    return { mode: this.mode, functions: live, functionAt, access: this.access, reachable: this.reachable, hasLoops, usesCb: this.usesCb, processed: this.processed, leaksPointers: this.leaks };
   }
 
   /**
@@ -749,7 +786,8 @@ class Verifier {
       const op = insn.code & 0xf0;
       if (cls === BPF_JMP || cls === BPF_JMP32) {
         if (op === BPF_EXIT) {
-          this.use(st, pc, 0, 'r0 at exit');
+          const r0 = this.use(st, pc, 0, 'r0 at exit');
+          if (isPtr(r0) || r0.k === Kind.Mixed) this.leaks = true;
           return [];
         }
         if (op === BPF_CALL) {
@@ -761,8 +799,16 @@ class Verifier {
           const s = insn.code & BPF_X ? this.use(st, pc, insn.src) : scalar(cls === BPF_JMP ? immToU64(insn.imm) : BigInt(insn.imm >>> 0));
           const t = this.jumpTarget(pc)!;
           if (pc + 1 >= end) fail(pc, 'the program falls off the end of its function');
+          if (isPtr(d) || d.k === Kind.Mixed || isPtr(s) || s.k === Kind.Mixed) this.leaks = true;
+          const policy = this.branches;
+          if (typeof policy !== 'string') {
+            const out: (number | State)[] = [];
+            if (policy.has(`${pc}>${t}`)) out.push(t, st);
+            if (policy.has(`${pc}>${pc + 1}`)) out.push(pc + 1, out.length > 0 ? cloneState(st) : st);
+            return out;
+          }
           // Like the kernel, follow only the side that known values take: the other is dead.
-          if (d.k === Kind.Scalar && s.k === Kind.Scalar && d.val !== null && s.val !== null) {
+          if (policy === 'known' && d.k === Kind.Scalar && s.k === Kind.Scalar && d.val !== null && s.val !== null) {
             return jumpTaken(op, d.val, s.val, cls === BPF_JMP) ? [t, st] : [pc + 1, st];
           }
           return [t, st, pc + 1, cloneState(st)];
@@ -791,6 +837,8 @@ class Verifier {
   }
 
   private step(pc: number, insn: Insn, st: State, record: boolean): void {
+    const why = pathError(insn);
+    if (why !== undefined) fail(pc, why);
     const { code, dst, src, off, imm } = insn;
     const cls = opClass(code);
     const op = code & 0xf0;
@@ -801,12 +849,14 @@ class Verifier {
         const wide = cls === BPF_ALU64;
         if (op === BPF_END) {
           const d = this.use(st, pc, dst);
+          if (isPtr(d) || d.k === Kind.Mixed) this.leaks = true;
           const swap = wide || (code & BPF_X) !== 0;
           regs[dst] = scalar(d.k === Kind.Scalar && d.val !== null ? endian(d.val, imm, swap) : null);
           return;
         }
         const s: Reg = code & BPF_X ? this.use(st, pc, src) : scalar(wide ? immToU64(imm) : BigInt(imm >>> 0));
         if (op === BPF_MOV) {
+          if (!(wide && off === 0) && (isPtr(s) || s.k === Kind.Mixed)) this.leaks = true;
           if (wide && off === 0) regs[dst] = s;
           else regs[dst] = scalar(s.k === Kind.Scalar && s.val !== null ? (wide ? alu64 : alu32)(op, 0n, s.val, off) : null);
           return;
@@ -814,18 +864,28 @@ class Verifier {
         const d = this.use(st, pc, dst);
         const dp = isPtr(d) || d.k === Kind.Mixed;
         const sp = isPtr(s) || s.k === Kind.Mixed;
+        if (op === BPF_NEG && dp) this.leaks = true;
         if ((dp || sp) && op !== BPF_NEG) {
           // As the kernel: only 64-bit + and - move a pointer; pointer - pointer is a number.
           const r = dp ? dst : src;
-          if (!wide) fail(pc, `32-bit arithmetic on the pointer r${r}`);
+          if (!wide) {
+            // A privileged load may subtract in 32 bits: the result is a meaningless number.
+            if (op !== BPF_SUB) fail(pc, `32-bit arithmetic on the pointer r${r}`);
+            this.leaks = true;
+            regs[dst] = SCALAR;
+            return;
+          }
           if (op === BPF_AND || op === BPF_OR || op === BPF_XOR) fail(pc, `bitwise operation on the pointer r${r}`);
           if (op !== BPF_ADD && op !== BPF_SUB) fail(pc, `arithmetic other than + and - on the pointer r${r}`);
           if (dp && sp) {
             if (op === BPF_ADD) fail(pc, 'pointer + pointer');
+            this.leaks = true;
             regs[dst] = SCALAR;
             return;
           }
           if (sp && op === BPF_SUB) fail(pc, `scalar - pointer r${src}`);
+          // The kernel refuses it too: JITs may not handle a frame pointer moved upwards.
+          if (op === BPF_SUB && !sp && (d.k === Kind.Stack || d.k === Kind.Mixed)) fail(pc, `subtraction from the stack pointer r${dst} (add a negative number instead)`);
           if (d.k === Kind.Mixed || s.k === Kind.Mixed) {
             regs[dst] = MIXED;
             return;
@@ -833,13 +893,16 @@ class Verifier {
         }
         if (wide && (op === BPF_ADD || op === BPF_SUB)) {
           const sOff = s.k === Kind.Scalar && s.val !== null ? Number(BigInt.asIntN(64, s.val)) : null;
+          const dOff = d.k === Kind.Scalar && d.val !== null ? Number(BigInt.asIntN(64, d.val)) : null;
+          // As the kernel: a pointer moves by less than 2^29 at a time, known values included.
+          const by = isPtr(d) ? sOff : isPtr(s) ? dOff : null;
+          if (by !== null && Math.abs(by) >= OFF_LIMIT) fail(pc, `moving a pointer by ${by} is not allowed (at most ${OFF_LIMIT - 1} either way)`);
           if (isPtr(d) && s.k === Kind.Scalar) {
             const o = d.off !== null && sOff !== null ? (op === BPF_ADD ? d.off + sOff : d.off - sOff) : null;
             regs[dst] = ptr(d.k, o, d.own, d.region);
             return;
           }
           if (op === BPF_ADD && isPtr(s) && d.k === Kind.Scalar) {
-            const dOff = d.val !== null ? Number(BigInt.asIntN(64, d.val)) : null;
             regs[dst] = ptr(s.k, s.off !== null && dOff !== null ? s.off + dOff : null, s.own, s.region);
             return;
           }
@@ -869,7 +932,8 @@ class Verifier {
         }
         if ((code & 0xe0) === BPF_IND) {
           const s = this.use(st, pc, src);
-          if (s.k !== Kind.Scalar) fail(pc, `r${src} is a pointer, not a packet offset`);
+          // A privileged load may use a pointer's value as the offset: a meaningless number.
+          if (s.k !== Kind.Scalar) this.leaks = true;
         }
         regs[0] = SCALAR;
         for (let r = 1; r <= 5; r++) regs[r] = UNINIT;
@@ -911,6 +975,12 @@ class Verifier {
    */
   private memory(pc: number, st: State, base: number, off: number, size: number, write: boolean, record: boolean, sx: boolean, value?: Reg): Reg {
     const p = this.use(st, pc, base);
+    if (value !== undefined && (isPtr(value) || value.k === Kind.Mixed)) {
+      // As the kernel: a pointer goes to the stack whole (an 8-byte spill) or not at all.
+      if (p.k === Kind.Stack && size !== 8) fail(pc, `a pointer is spilled to the stack with a ${size}-byte store`);
+      const fullSlot = p.k === Kind.Stack && p.own && p.off !== null && (p.off + off) % 8 === 0;
+      if (!fullSlot) this.leaks = true;
+    }
     switch (p.k) {
       case Kind.Ctx: {
         if (this.mode !== 'parser') fail(pc, 'no context in raw mode');
@@ -952,6 +1022,9 @@ class Verifier {
             return SCALAR;
           }
           if (size === 8 && at % 8 === 0 && !sx) return st.slots[slot]!;
+          const held = st.slots[slot]!;
+          // As the kernel: a spilled pointer is read back whole or not at all.
+          if (isPtr(held) || held.k === Kind.Mixed) fail(pc, `a pointer spilled at r10${(at & ~7) - 0} is read back with a ${size}-byte${sx ? ' sign-extending' : ''} load`);
           return SCALAR;
         }
         if (p.own) {

@@ -86,7 +86,7 @@ test('fuzz: pointers steered by message bytes into and across regions agree comp
   fc.assert(
     fc.property(fc.nat(bases.length - 1), fc.nat(3), fc.integer({ min: -600, max: 600 }), fc.boolean(), fc.uint8Array({ minLength: 0, maxLength: 12 }), (which, size, off, write, msg) => {
       const sz = (['b', 'h', 'w', 'dw'] as const)[size]!;
-      const access = write && which !== 1 ? A.stx(sz, 2, 6, off) : A.ldx(sz, 0, 2, off);
+      const access = write && which !== 1 ? A.stx(sz, 2, 8, off) : A.ldx(sz, 0, 2, off);
       const [compiled, interpreted] = both(
         [A.mov64r(6, 1), A.ldabs('h', 0), A.alu64(0x00, 0, -0x8000), A.mov64r(8, 0), ...bases[which]!, A.alu64r(0x00, 2, 8), access, A.mov64(0, 1), A.ldx('dw', 3, 10, -8), A.alu64r(0x00, 0, 3), A.exit()],
         [rodata, data],
