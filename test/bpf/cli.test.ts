@@ -67,3 +67,27 @@ test('dump lists sections, llvm-objdump style disassembly and the verdict', () =
   const usage = kcm(['nope']);
   assert.equal(usage.status, 2);
 });
+
+test('run --interpret never crashes: a stack pointer steered onto cb[4] ends with EFAULT, as compiled', async () => {
+  const { writeElf } = await import('../../bench/hostile-elf.js');
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { CTX_BASE, STACK_BASE, STACK_SIZE } = await import('../../src/bpf/runtime.js');
+  // r2 = r10 + load_word(0); return *(u32 *)(r2 + 0)
+  const code = encodeInsns([A.mov64r(6, 1), A.ldabs('w', 0), A.mov64r(2, 10), A.alu64r(0x00, 2, 0), A.ldx('w', 0, 2, 0), A.exit()]);
+  const dir = mkdtempSync(join(tmpdir(), 'kcm-steer-'));
+  try {
+    const path = join(dir, 'steer.o');
+    writeFileSync(path, writeElf({ sections: [{ name: 'socket_kcm', type: 1, flags: 6, data: code }] }));
+    const word = (CTX_BASE + 48 + 16 - (STACK_BASE + STACK_SIZE)) >>> 0;
+    const hex = word.toString(16).padStart(8, '0');
+    for (const extra of [[], ['--interpret']]) {
+      const res = kcm(['run', path, '--hex', hex, ...extra]);
+      assert.equal(res.stderr, '');
+      assert.equal(res.stdout, 'error -14 EFAULT\n');
+      assert.equal(res.status, 0);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
