@@ -545,6 +545,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     p.unreserved++;
     p.txKcm = undefined;
     k.txPsock = undefined;
+    if (p.txDrain) p.txStopped = true;
     if (p.txStopped || !p.attached) return;
     this.makeAvailable(p);
   }
@@ -557,6 +558,20 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       if (head.written > 0) head.rewind();
       this.txRetries++;
       this.scheduleTx(k);
+    }
+  }
+
+  /**
+   * @internal Takes a psock out of transmit rotation without aborting anything: a message
+   * being written on it finishes there, the socket's next ones go elsewhere; it keeps
+   * receiving. Used to drain a connection before closing it.
+   */
+  drainTx(p: Psock): void {
+    if (p.txStopped || p.txDrain) return;
+    p.txDrain = true;
+    if (p.txKcm === undefined) {
+      p.txStopped = true;
+      removeItem(this.psocksAvail, p);
     }
   }
 
@@ -587,7 +602,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     this.enter();
     try {
       p.connecting = false;
-      if (p.attached && !p.txStopped) this.makeAvailable(p);
+      if (p.attached && !p.txStopped && !p.txDrain) this.makeAvailable(p);
     } finally {
       this.leave();
     }

@@ -110,6 +110,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
   /** @internal The KCM socket holding it for transmit [T-13]. */ txKcm: KcmSocket | undefined = undefined;
   /** @internal The KCM socket bound to the current receive burst [S-2]. */ rxKcm: KcmSocket | undefined = undefined;
   /** @internal Aborted for transmit, never available again [T-16]. */ txStopped = false;
+  /** @internal Leaving transmit rotation at its next message boundary, receiving on (a drain). */ txDrain = false;
   /** @internal Waiting for 'drain' [T-12]. */ stalled = false;
   /** @internal On the ready list, holding one message [S-4]. */ ready = false;
   /** @internal Still connecting: joins transmit rotation at 'connect'. */ connecting: boolean;

@@ -360,6 +360,11 @@ export class SendQueue {
       psock.txMsgs++;
       this.smem -= msg.length;
       freed = true;
+      if (psock.txDrain && queue.length > 0) {
+        // A draining psock leaves at a message boundary; the rest goes on another.
+        mux.release(psock, owner);
+        psock = undefined;
+      }
     }
     if (queue.length === 0 && psock !== undefined) mux.release(psock, owner);
     if (freed || this.waiters.length > 0) this.pump();

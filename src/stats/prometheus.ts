@@ -21,6 +21,7 @@
 import { invalidArgType, invalidArgValue } from '../errors.js';
 import type { MuxStats, KcmSocketMuxStats } from '../mux/multiplexor.js';
 import type { PsockStats } from '../mux/psock.js';
+import type { KcmConnectorStats, EndpointStats } from '../helpers/kcm-connector.js';
 
 /** Options of {@link formatPrometheus}. */
 export interface PrometheusOptions {
@@ -30,9 +31,9 @@ export interface PrometheusOptions {
   labels?: Readonly<Record<string, string>>;
 }
 
-/** Something with `stats()`: a multiplexor. */
+/** Something with `stats()`: a multiplexor, or a connector (its series are labelled by endpoint). */
 export interface StatsSource {
-  stats(): MuxStats;
+  stats(): MuxStats | KcmConnectorStats;
 }
 
 type Kind = 'counter' | 'gauge';
@@ -103,6 +104,26 @@ const psockFamilies: Family<PsockStats>[] = [
   { name: 'psock_rx_paused', kind: 'gauge', help: '1 while the psock holds a message no socket could take (RxPause).', value: (s) => s.rxPaused },
 ];
 
+const connectorFamilies: Family<KcmConnectorStats>[] = [
+  { name: 'connector_connections', kind: 'gauge', help: 'Connections the connector wants now, over every endpoint.', value: (s) => s.connections },
+  { name: 'connector_connected', kind: 'gauge', help: 'Connections up and in transmit rotation.', value: (s) => s.connected },
+  { name: 'connector_failing', kind: 'gauge', help: '1 while sends fail (failAfter ran out with no connection up).', value: (s) => s.failing },
+  { name: 'connector_resolutions_total', kind: 'counter', help: 'Resolutions of the dns:/srv: name.', value: (s) => s.resolutions },
+  { name: 'connector_resolve_failures_total', kind: 'counter', help: 'Resolutions that failed (the endpoints known were kept).', value: (s) => s.resolveFailures },
+];
+
+const endpointFamilies: Family<EndpointStats>[] = [
+  { name: 'connector_endpoint_connections', kind: 'gauge', help: 'Connections wanted to the endpoint.', value: (s) => s.connections },
+  { name: 'connector_endpoint_connected', kind: 'gauge', help: 'Connections up to the endpoint and in transmit rotation.', value: (s) => s.connected },
+  { name: 'connector_endpoint_draining', kind: 'gauge', help: 'Connections to the endpoint being drained.', value: (s) => s.draining },
+  { name: 'connector_endpoint_connects_total', kind: 'counter', help: 'Connections established to the endpoint.', value: (s) => s.connects },
+  { name: 'connector_endpoint_disconnects_total', kind: 'counter', help: 'Established connections to the endpoint that failed.', value: (s) => s.disconnects },
+  { name: 'connector_endpoint_connect_failures_total', kind: 'counter', help: 'Connection attempts to the endpoint that failed.', value: (s) => s.connectFailures },
+  { name: 'connector_endpoint_replaced_total', kind: 'counter', help: 'Connections to the endpoint replaced for maxConnectionAge.', value: (s) => s.replaced },
+  { name: 'connector_endpoint_tx_messages_total', kind: 'counter', help: 'Messages sent to the endpoint.', value: (s) => s.txMsgs },
+  { name: 'connector_endpoint_rx_messages_total', kind: 'counter', help: 'Messages received from the endpoint.', value: (s) => s.rxMsgs },
+];
+
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
@@ -115,7 +136,7 @@ const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
  * @throws TypeError for a source that is neither, a prefix or label name that is not a
  * valid Prometheus name.
  */
-export function formatPrometheus(source: StatsSource | MuxStats | readonly (StatsSource | MuxStats)[], options: PrometheusOptions = {}): string {
+export function formatPrometheus(source: StatsSource | MuxStats | KcmConnectorStats | readonly (StatsSource | MuxStats | KcmConnectorStats)[], options: PrometheusOptions = {}): string {
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   const prefix = options.prefix ?? 'kcm';
   if (typeof prefix !== 'string') throw invalidArgType('options.prefix', 'of type string', prefix);
@@ -133,15 +154,31 @@ export function formatPrometheus(source: StatsSource | MuxStats | readonly (Stat
   }
   const many = Array.isArray(source);
   const list = (many ? source : [source]) as readonly unknown[];
-  const all: { labels: string; stats: MuxStats }[] = list.map((s, i) => ({
-    labels: many ? join(base, `mux="${i}"`) : base,
-    stats: toStats(s, many ? `source[${i}]` : 'source'),
-  }));
+  const all: { labels: string; stats: MuxStats }[] = [];
+  const connectors: { labels: string; stats: KcmConnectorStats }[] = [];
+  list.forEach((s, i) => {
+    const stats = toStats(s, many ? `source[${i}]` : 'source');
+    if ('endpoints' in stats) connectors.push({ labels: many ? join(base, `connector="${connectors.length}"`) : base, stats });
+    else all.push({ labels: many ? join(base, `mux="${all.length}"`) : base, stats });
+  });
 
   const out: string[] = [];
   const header = (name: string, kind: Kind, help: string): void => {
     out.push(`# HELP ${prefix}_${name} ${help}`, `# TYPE ${prefix}_${name} ${kind}`);
   };
+  if (connectors.length > 0) {
+    for (const f of connectorFamilies) {
+      header(f.name, f.kind, f.help);
+      for (const c of connectors) out.push(sample(`${prefix}_${f.name}`, c.labels, f.value(c.stats)));
+    }
+    for (const f of endpointFamilies) {
+      header(f.name, f.kind, f.help);
+      for (const c of connectors) {
+        for (const e of c.stats.endpoints) out.push(sample(`${prefix}_${f.name}`, join(c.labels, `endpoint="${escapeLabel(e.endpoint)}",name="${escapeLabel(e.name)}"`), f.value(e)));
+      }
+    }
+    if (all.length === 0) return `${out.join('\n')}\n`;
+  }
   for (const f of muxFamilies) {
     header(f.name, f.kind, f.help);
     for (const m of all) out.push(sample(`${prefix}_${f.name}`, m.labels, f.value(m.stats)));
@@ -157,13 +194,14 @@ export function formatPrometheus(source: StatsSource | MuxStats | readonly (Stat
   return `${out.join('\n')}\n`;
 }
 
-function toStats(source: unknown, name: string): MuxStats {
+function toStats(source: unknown, name: string): MuxStats | KcmConnectorStats {
   if (source !== null && typeof source === 'object') {
     const s = source as Partial<StatsSource & MuxStats>;
-    if (typeof s.stats === 'function') return s.stats();
+    if (typeof s.stats === 'function') return s.stats() as MuxStats | KcmConnectorStats;
+    if (Array.isArray((s as Partial<KcmConnectorStats>).endpoints) && typeof (s as Partial<KcmConnectorStats>).connected === 'number') return s as unknown as KcmConnectorStats;
     if (Array.isArray(s.sockets) && Array.isArray(s.psocks) && typeof s.rxMsgs === 'number') return s as MuxStats;
   }
-  throw invalidArgType(name, 'a Multiplexor or the result of mux.stats()', source);
+  throw invalidArgType(name, 'a Multiplexor, a KcmConnector or the result of their stats()', source);
 }
 
 function sample(name: string, labels: string, value: Value): string {

@@ -70,7 +70,11 @@ test('connect opens M connections, attaches them and messages flow both ways', a
       assert.equal(requests.get(id), 1);
       assert.equal(got.get(id), 1);
     }
-    assert.deepEqual({ ...conn.stats() }, { connections: 3, connected: 3, connects: 3, disconnects: 0, connectFailures: 0, reconnects: 0, failures: 0, failing: false });
+    const { endpoints, ...totals } = conn.stats();
+    assert.deepEqual(totals, { connections: 3, connected: 3, connects: 3, disconnects: 0, connectFailures: 0, reconnects: 0, failures: 0, failing: false, resolutions: 0, resolveFailures: 0, drained: 0, replaced: 0 });
+    assert.equal(endpoints.length, 1);
+    assert.equal(endpoints[0]!.endpoint, `${HOST}:${portOf(server)}`);
+    assert.equal(endpoints[0]!.connected, 3);
   } finally {
     await conn.close();
     client.close();
