@@ -32,6 +32,7 @@ export { channelNames, muxCreateChannel, muxDestroyChannel, psockAttachChannel, 
 export type { MuxMessage, PsockMessage, PsockUnattachMessage, PsockErrorMessage } from './diagnostics.js';
 export { Requester } from './helpers/requester.js';
 export type { RequesterOptions, RequestOptions, RequesterStats, RequestId } from './helpers/requester.js';
+export type { Endpoint, EndpointOption, EndpointStats, DrainEvent, EndpointsEvent } from './helpers/kcm-connector.js';
 
 // The socket's members that live above the multiplexor's layer, installed once here so
 // that src/mux/ never imports src/worker/ or src/helpers/ (see socket-extensions.ts).
