@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import { Requester } from '../../src/helpers/requester.js';
 import type { KcmConnector, EndpointStats } from '../../src/helpers/kcm-connector.js';
 import { formatPrometheus } from '../../src/stats/prometheus.js';

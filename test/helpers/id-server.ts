@@ -6,7 +6,7 @@
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { KcmSocket } from '../../src/mux/kcm-socket.js';
+import { KcmSocket } from '../../src/index.js';
 import type { KcmError } from '../../src/errors.js';
 import { P4 } from './loopback.js';
 
