@@ -4,11 +4,13 @@
  * helper costs by the bytes it touches, and a block of a very large function pays for the
  * longer way V8 takes to reach it. The compiled code and the interpreter charge exactly the
  * same units at the same points (on entering a block, before a helper's work), so they end
- * a run with -ELOOP at the same place.
+ * a run with -ELOOP at the same place. Both also start each run with the same stack bytes
+ * zeroed ({@link stackBytesUsed}).
  */
 import type { LinkedProgram } from './linker.js';
-import { BPF_ALU64, BPF_CALL, BPF_DIV, BPF_JMP, BPF_MOD, BPF_PSEUDO_CALL, isLddw, opClass } from './opcodes.js';
-import type { Analysis } from './verifier.js';
+import { BPF_ALU64, BPF_CALL, BPF_DIV, BPF_JMP, BPF_JMP32, BPF_MOD, BPF_PSEUDO_CALL, isLddw, opClass } from './opcodes.js';
+import { Access, type Analysis } from './verifier.js';
+import { MAX_FRAMES, STACK_SIZE } from './runtime.js';
 
 /**
  * Units a run may spend before it is stopped with -ELOOP: about 5 ms of CPU compiled and
@@ -77,10 +79,25 @@ export function blockCosts(prog: LinkedProgram, analysis: Analysis): Costs {
         if (isLddw(insn.code)) pc++;
         // A block ends at its jump or exit; what follows until the next block is unreachable.
         const cls = opClass(insn.code);
-        if ((cls === BPF_JMP || cls === 0x06) && (insn.code & 0xf0) !== BPF_CALL) break;
+        if ((cls === BPF_JMP || cls === BPF_JMP32) && (insn.code & 0xf0) !== BPF_CALL) break;
       }
       atBlock[b] = cost;
     }
   }
   return { budgeted: analysis.hasLoops || analysis.functions.length > 1 || byteHelpers, atBlock };
+}
+
+/**
+ * The stack bytes a run may touch: every frame the program's calls can reach, when it uses
+ * the stack at all (0 otherwise, so a parser that never touches it pays nothing).
+ */
+export function stackBytesUsed(analysis: Analysis): number {
+  let uses = false;
+  for (const a of analysis.access) {
+    if (a !== undefined && (a.kind === Access.StackStatic || a.kind === Access.StackOwnChecked || a.kind === Access.StackCallerChecked)) {
+      uses = true;
+      break;
+    }
+  }
+  return uses ? Math.min(analysis.functions.length, MAX_FRAMES) * STACK_SIZE : 0;
 }

@@ -81,7 +81,7 @@ import {
   tracePrintk,
 } from './runtime.js';
 import { Access, type Analysis, type FunctionInfo, type MemAccess } from './verifier.js';
-import { COST_LOAD_BYTES, COST_PRINTK, RUN_BUDGET, blockCosts, type Costs } from './budget.js';
+import { COST_LOAD_BYTES, COST_PRINTK, RUN_BUDGET, blockCosts, stackBytesUsed, type Costs } from './budget.js';
 
 /** What a raw-mode run returns: r0 as two 32-bit halves, or why it stopped. */
 export interface RawRun {
@@ -712,21 +712,6 @@ export function generateSource(prog: LinkedProgram, analysis: Analysis): string 
 };`);
   }
   return parts.join('\n');
-}
-
-/**
- * The stack bytes a run may touch: every frame the program's calls can reach, when it uses
- * the stack at all (0 otherwise, so a parser that never touches it pays nothing).
- */
-export function stackBytesUsed(analysis: Analysis): number {
-  let uses = false;
-  for (const a of analysis.access) {
-    if (a !== undefined && (a.kind === Access.StackStatic || a.kind === Access.StackOwnChecked || a.kind === Access.StackCallerChecked)) {
-      uses = true;
-      break;
-    }
-  }
-  return uses ? Math.min(analysis.functions.length, MAX_FRAMES) * STACK_SIZE : 0;
 }
 
 interface Runtime {

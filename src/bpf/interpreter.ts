@@ -54,8 +54,7 @@ import {
 } from './runtime.js';
 import { MASK32, MASK64, alu32, alu64, endian, immToU64, jumpTaken } from './semantics.js';
 import { Access, type Analysis, type MemAccess } from './verifier.js';
-import { RUN_BUDGET, blockCosts, loadBytesCost, printkCost } from './budget.js';
-import { stackBytesUsed } from './compiler.js';
+import { RUN_BUDGET, blockCosts, loadBytesCost, printkCost, stackBytesUsed } from './budget.js';
 
 /** How a run ended. */
 export type RunStatus =

@@ -1024,7 +1024,7 @@ class Verifier {
           if (size === 8 && at % 8 === 0 && !sx) return st.slots[slot]!;
           const held = st.slots[slot]!;
           // As the kernel: a spilled pointer is read back whole or not at all.
-          if (isPtr(held) || held.k === Kind.Mixed) fail(pc, `a pointer spilled at r10${(at & ~7) - 0} is read back with a ${size}-byte${sx ? ' sign-extending' : ''} load`);
+          if (isPtr(held) || held.k === Kind.Mixed) fail(pc, `a pointer spilled to the stack is read back with a ${size}-byte${sx ? ' sign-extending' : ''} load`);
           return SCALAR;
         }
         if (p.own) {
