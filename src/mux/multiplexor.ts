@@ -329,7 +329,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     this.enter();
     try {
       this.psockAttach++;
-      this.psocksChanged();
+      this.psockChanged(psock);
       psock.hook();
       // available for transmit now, or once connected.
       if (!psock.connecting) this.makeAvailable(psock);
@@ -390,7 +390,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     // [K-6] pinned messages not handed whole are dropped, never sent elsewhere.
     this.dropPinned(p);
     p.unhook(unparsed);
-    this.psocksChanged();
+    this.psockChanged(p);
     // [U-2 step 5, ST-4] fold its counters into the mux.
     this.psockUnattach++;
     const s = p.stats();
@@ -638,7 +638,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     this.release(p, k);
     this.dropPinned(p);
     if (err !== undefined) this.failRx(p, err);
-    if (stopping) this.psocksChanged();
+    if (stopping) this.psockChanged(p);
   }
 
   /**
@@ -668,7 +668,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     const k = p.txKcm;
     if (k !== undefined) this.releaseAborted(p, k);
     this.dropPinned(p);
-    this.psocksChanged();
+    this.psockChanged(p);
   }
 
   /**
@@ -860,9 +860,9 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     return p === undefined || p.done ? undefined : p;
   }
 
-  /** Tells the sockets that the set of psocks able to send changed (worker sockets mirror it). */
-  private psocksChanged(): void {
-    for (const k of this.socketList) k.endpoint.psocksChanged(k);
+  /** Tells the sockets that a psock was attached or is done (worker sockets mirror the list) [K-5]. */
+  private psockChanged(p: Psock): void {
+    for (const k of this.socketList) k.endpoint.psockChanged(k, p);
   }
 
   /** @internal [K-5] ids of the psocks that can send, and the next id to be given. */

@@ -55,8 +55,8 @@ export interface SocketEndpoint {
   dropped(sock: KcmSocket): void;
   /** [K-6] the socket's `txDropped`. */
   droppedCount(sock: KcmSocket): number;
-  /** [K-5] the set of psocks able to send changed (a worker's socket mirrors it). */
-  psocksChanged(sock: KcmSocket): void;
+  /** [K-5] a psock was attached, or is done (a worker's socket mirrors the list). */
+  psockChanged(sock: KcmSocket, psock: Psock): void;
 }
 
 /** The endpoint of a socket of the multiplexor's thread. */
@@ -106,5 +106,5 @@ export const localEndpoint: SocketEndpoint = {
   droppedCount(sock: KcmSocket): number {
     return sock.tx.dropped;
   },
-  psocksChanged(): void {},
+  psockChanged(): void {},
 };

@@ -5,7 +5,7 @@ import type { SocketEndpoint, SocketHost } from '../mux/socket-endpoint.js';
 import type { PsockRef } from '../mux/psock.js';
 import type { TxMessage } from '../mux/tx-message.js';
 import {
-  FLAG_BURST_END, MSG_ACK, MSG_CREDIT, MSG_DATA, MSG_DISABLE, MSG_ENABLE, MSG_PSOCKS, MSG_RETURN, MSG_SEND, SHARED_DROPPED, SHARED_GONE,
+  FLAG_BURST_END, MSG_ACK, MSG_CREDIT, MSG_DATA, MSG_DISABLE, MSG_ENABLE, MSG_PSOCK, MSG_PSOCKS, MSG_RETURN, MSG_SEND, SHARED_DROPPED, SHARED_GONE,
   packSent, unpackReceived, type WireMessage,
 } from './protocol.js';
 import { checkWorkerPort, type KcmWorkerPort } from './worker-port.js';
@@ -250,6 +250,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     if (sock.closed) return;
     if (m.t === MSG_DATA) this.onData(sock, m.buf!);
     else if (m.t === MSG_CREDIT) sock.tx.credit(m.bytes!);
+    else if (m.t === MSG_PSOCK) this.onPsock(m.id!, m.up!);
     else if (m.t === MSG_PSOCKS) this.onPsocks(m.live!, m.next!);
   }
 
@@ -258,6 +259,17 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     this.psockLive = new Set(live);
     if (next > this.psockNext) this.psockNext = next;
     for (const id of this.origins.keys()) if (!this.psockLive.has(id)) this.origins.delete(id);
+  }
+
+  /** [K-5] one psock attached, or done. */
+  private onPsock(id: number, up: boolean): void {
+    if (up) {
+      this.psockLive.add(id);
+      if (id >= this.psockNext) this.psockNext = id + 1;
+    } else {
+      this.psockLive.delete(id);
+      this.origins.delete(id);
+    }
   }
 
   /** [K-2] the origin object of a psock id. */
@@ -307,8 +319,8 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     return Atomics.load(this.shared, SHARED_DROPPED);
   }
 
-  /** Never called: the proxy posts the list. */
-  psocksChanged(): void {}
+  /** Never called: the proxy posts the changes. */
+  psockChanged(): void {}
 
   /** A batch from the proxy. */
   private onData(sock: KcmSocket, buf: ArrayBuffer): void {

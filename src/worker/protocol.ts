@@ -44,6 +44,8 @@ export const MSG_ENABLE = 6;
  * (`EPIPE`) from an unknown one (`ENOENT`) at the call [K-5].
  */
 export const MSG_PSOCKS = 7;
+/** proxy -> worker: one psock was attached (`up`) or is done `{ t, id, up }` [K-5]. */
+export const MSG_PSOCK = 8;
 
 /** Flag of a sent message that ends a transmit burst. */
 export const FLAG_BURST_END = 1;
@@ -68,6 +70,8 @@ export interface WireMessage {
   n?: number;
   live?: number[];
   next?: number;
+  id?: number;
+  up?: boolean;
 }
 
 /** Packs received messages and the ids of their origins [K-2] into one transferable buffer. */

@@ -6,7 +6,7 @@ import type { SocketEndpoint } from '../mux/socket-endpoint.js';
 import type { Psock, PsockRef } from '../mux/psock.js';
 import type { TxMessage } from '../mux/tx-message.js';
 import {
-  FLAG_BURST_END, MSG_ACK, MSG_CREDIT, MSG_DATA, MSG_DISABLE, MSG_ENABLE, MSG_PSOCKS, MSG_RETURN, MSG_SEND, SHARED_DROPPED, SHARED_GONE,
+  FLAG_BURST_END, MSG_ACK, MSG_CREDIT, MSG_DATA, MSG_DISABLE, MSG_ENABLE, MSG_PSOCK, MSG_PSOCKS, MSG_RETURN, MSG_SEND, SHARED_DROPPED, SHARED_GONE,
   SHARED_SLOTS, packReceived, unpackSent, type WireMessage,
 } from './protocol.js';
 import type { KcmWorkerPort } from './worker-port.js';
@@ -90,7 +90,9 @@ export class ProxyEndpoint implements SocketEndpoint {
     port.on('close', proxyPortOnClose);
     // The worker, not this port, keeps the thread alive: a proxy never holds the process.
     port.unref();
-    this.psocksChanged(sock);
+    // [K-5] the psocks able to send now; then one post per change.
+    const { live, next } = sock.mux.livePsockIds();
+    port.postMessage({ t: MSG_PSOCKS, live, next });
     // Messages taken while the constructor ran (hold queue, ready psocks) go now.
     if (sock.rx.length > 0) {
       sock.mux.touch(sock);
@@ -144,10 +146,9 @@ export class ProxyEndpoint implements SocketEndpoint {
   }
 
   /** [K-5] the worker mirrors which psocks can send. */
-  psocksChanged(sock: KcmSocket): void {
+  psockChanged(sock: KcmSocket, psock: Psock): void {
     if (this.sock === undefined || sock.closed) return;
-    const { live, next } = sock.mux.livePsockIds();
-    this.port.postMessage({ t: MSG_PSOCKS, live, next });
+    this.port.postMessage({ t: MSG_PSOCK, id: psock.id, up: !psock.done });
   }
 
   /** [T-11] writes, then credits the worker with the bytes that left the queue. */
