@@ -248,6 +248,31 @@ test('[K-6][T-16] pinned messages not handed whole when their psock dies are dro
   assert.equal(s.sockets[0]!.txDropped, 6);
 });
 
+test('[K-4][T-12] a psock stalled with pinned messages holds back neither messages pinned elsewhere nor unpinned ones', async (t) => {
+  const k = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
+  t.after(() => closeMux(k));
+  const pairs = await tcpPairs(3);
+  pairs[0]!.remote.pause();
+  const readers = pairs.slice(1).map((p) => new FrameReader(p.remote));
+  const ps = pairs.map((p) => k.attach(p.local, { parser: P4 }));
+  await k.send(frame(randomBytes(8 * 1024 * 1024)), { psock: ps[0]! });
+  await waitStalled(ps[0]!);
+  for (let i = 0; i < 20; i++) {
+    await k.send(frame(`to-1-${i}`), { psock: ps[1]! });
+    await k.send(frame(`to-0-${i}`), { psock: ps[0]! }); // queued behind the stall
+    await k.send(frame(`any-${i}`));
+  }
+  await waitFor(() => readers[0]!.frames.filter((f) => payload(f).startsWith('to-1-')).length === 20, 5000, 'the messages pinned to psock 1');
+  await waitFor(() => readers[0]!.frames.length + readers[1]!.frames.length === 40, 5000, 'the unpinned messages');
+  assert.deepEqual(readers[0]!.payloads().filter((x) => x.startsWith('to-1-')), Array.from({ length: 20 }, (_, i) => `to-1-${i}`));
+  assert.ok(readers[1]!.payloads().every((x) => x.startsWith('any-')), 'psock 2 carried only unpinned messages');
+  assert.equal(ps[0]!.stats().txPinnedQueued, 21, 'the stalled one and the 20 behind it wait');
+  assert.match(k.mux.toString(), new RegExp(`^psock-${ps[0]!.index} .*PinQ-21`, 'm'));
+  pairs[0]!.remote.resume();
+  await waitFor(() => ps[0]!.stats().txPinnedQueued === 0, 20000, 'the stalled psock drained');
+  assert.equal(k.mux.stats().txDropped, 0);
+});
+
 test('[K-6][U-4] unattaching a psock drops its pinned messages; a send waiting for buffer space then rejects EPIPE', async (t) => {
   const k = KcmSocket.create({ sendBufferSize: 1024 });
   t.after(() => closeMux(k));
