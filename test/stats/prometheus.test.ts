@@ -100,3 +100,33 @@ test('formatter argument errors', () => {
   assert.throws(() => formatPrometheus(fake(0), { labels: { 'bad-name': 'x' } }), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => formatPrometheus(fake(0), { labels: { ok: 1 as unknown as string } }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
+
+test('formats a connector: totals, and per-endpoint series labelled endpoint and name', () => {
+  const endpoint = (key: string, name: string, connected: number) => ({
+    endpoint: key, host: key.split(':')[0]!, port: Number(key.split(':')[1]), name, weight: 1, priority: 0,
+    connections: 2, connected, draining: 0, connects: 3, disconnects: 1, connectFailures: 0, replaced: 0, txMsgs: 10, rxMsgs: 9, listed: true,
+  });
+  const stats = {
+    connections: 4, connected: 3, connects: 6, disconnects: 1, connectFailures: 0, reconnects: 1, failures: 0, failing: false,
+    resolutions: 5, resolveFailures: 1, drained: 0, replaced: 0,
+    endpoints: [endpoint('10.0.0.1:9090', 'a.svc', 2), endpoint('10.0.0.2:9090', 'b "quoted"', 1)],
+  };
+  const { types, samples } = parse(formatPrometheus({ stats: () => stats }));
+  assert.equal(types.get('kcm_connector_connected'), 'gauge');
+  assert.equal(types.get('kcm_connector_endpoint_connects_total'), 'counter');
+  assert.equal(samples.get('kcm_connector_connected'), 3);
+  assert.equal(samples.get('kcm_connector_resolve_failures_total'), 1);
+  assert.equal(samples.get('kcm_connector_endpoint_connected{endpoint="10.0.0.1:9090",name="a.svc"}'), 2);
+  assert.equal(samples.get('kcm_connector_endpoint_connected{endpoint="10.0.0.2:9090",name="b \\"quoted\\""}'), 1);
+  assert.equal(samples.get('kcm_connector_endpoint_tx_messages_total{endpoint="10.0.0.1:9090",name="a.svc"}'), 10);
+  assert.ok(![...types.keys()].some((k) => k.startsWith('kcm_mux_')), 'no multiplexor families without a multiplexor');
+  // Mixed with a multiplexor: both, each labelled by its position.
+  const sock = KcmSocket.create();
+  try {
+    const both = parse(formatPrometheus([sock.mux, { stats: () => stats }]));
+    assert.equal(both.samples.get('kcm_connector_connected{connector="0"}'), 3);
+    assert.ok(both.samples.has('kcm_mux_rx_messages_total{mux="0"}'));
+  } finally {
+    sock.close();
+  }
+});
