@@ -1,4 +1,4 @@
-/** The fenced C blocks of the docs, and whether clang can build them here. */
+/** Code blocks of the docs, and whether clang can build the C ones here. */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,4 +41,14 @@ export function hasClang(): boolean {
     }
   }
   return clang;
+}
+
+/** The text of the first fenced block tagged `lang` ('' for untagged) after `marker` in a page. */
+export function blockAfter(markdown: string, marker: string, lang: string): string {
+  const at = markdown.indexOf(marker);
+  if (at < 0) throw new Error(`no '${marker}' in the page`);
+  const open = markdown.indexOf(`\`\`\`${lang}\n`, at);
+  if (open < 0) throw new Error(`no \`\`\`${lang} block after '${marker}'`);
+  const start = open + lang.length + 4;
+  return markdown.slice(start, markdown.indexOf('\n```', start) + 1);
 }

@@ -4,9 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { blockAfter } from '../cli/snippets.js';
 import { headings, tableOf, TOC_END, TOC_START, tocPages } from './toc.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -43,6 +46,13 @@ test('every docs page opens with its table of contents, current with its heading
     const without = text.slice(0, start) + text.slice(end);
     assert.equal(text.slice(start, end), tableOf(without), `${name}: the table of contents is stale; run npm run docs:toc`);
   }
+});
+
+test('the docs index lists every page, the walkthrough first', () => {
+  const index = readFileSync(join(DOCS, 'README.md'), 'utf8');
+  const linked = [...index.matchAll(/\]\(([a-z-]+\.md)\)/g)].map((m) => m[1]!);
+  assert.equal(linked[0], 'walkthrough.md');
+  for (const page of tocPages(DOCS)) assert.ok(linked.includes(relative(DOCS, page)), `docs/README.md links ${relative(DOCS, page)}`);
 });
 
 test('every link of the README and docs reaches a shipped file and its anchor a heading, or a file of the repository', () => {
@@ -88,4 +98,21 @@ test('the docs name files of the repository only through links to it', () => {
       }
     }
   }
+});
+
+test('the walkthrough is a program of at most 50 lines that prints what the page says', async (t) => {
+  const page = readFileSync(join(DOCS, 'walkthrough.md'), 'utf8');
+  const program = blockAfter(page, '## The program', 'js');
+  const printed = blockAfter(page, 'It prints:', '');
+  assert.ok(program.trimEnd().split('\n').length <= 50, 'at most 50 lines');
+  // A project that depends on kcm: node_modules/kcm is this package.
+  const project = mkdtempSync(join(tmpdir(), 'kcm-walkthrough-'));
+  t.after(() => rmSync(project, { recursive: true, force: true }));
+  mkdirSync(join(project, 'node_modules'));
+  symlinkSync(ROOT, join(project, 'node_modules', 'kcm'), 'dir');
+  writeFileSync(join(project, 'service.mjs'), program);
+  const r = spawnSync(process.execPath, ['service.mjs'], { cwd: project, encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL' });
+  assert.equal(r.status, 0, `node service.mjs exited ${r.status}: ${r.stderr}`);
+  assert.equal(r.stdout, printed);
+  assert.equal(r.stderr, '');
 });

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cSnippets, hasClang } from '../cli/snippets.js';
+import { blockAfter, cSnippets, hasClang } from '../cli/snippets.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -114,6 +114,12 @@ test('the packed tarball, installed in a scratch project, runs what the docs sho
         'sock.close();\n',
     );
     assert.equal(ok(sh(process.execPath, ['cjs.cjs'], project), 'require'), 'function dgram\n');
+  });
+
+  await t.test('the walkthrough of the docs runs as its page says', () => {
+    const page = readFileSync(join(project, 'node_modules', 'kcm', 'docs', 'walkthrough.md'), 'utf8');
+    writeFileSync(join(project, 'service.mjs'), blockAfter(page, '## The program', 'js'));
+    assert.equal(ok(sh(process.execPath, ['service.mjs'], project, 30_000), 'node service.mjs'), blockAfter(page, 'It prints:', ''));
   });
 
   await t.test('npx kcm demo --seconds 1 checks every echo', () => {
