@@ -161,7 +161,12 @@ test('the packed tarball, installed in a scratch project, runs what the docs sho
       // A Thrift header announcing a 5-byte body: the docs' example answers length 9.
       const result = ok(sh('npx', ['kcm', 'bpf', 'run', obj, '--hex', '00 00 00 05'], project), `kcm bpf run on ${s.where}`);
       assert.match(result, /^(length \d+|need more \(0\)|error -\d+.*)\n$/, `${s.where}: ${result}`);
-      if (/thrift/i.test(s.code)) assert.equal(result, 'length 9\n', s.where);
+      if (/thrift/i.test(s.code)) {
+        assert.equal(result, 'length 9\n', s.where);
+        // docs/bpf.md: npx kcm demo --parser thrift.o
+        const demo = ok(sh('npx', ['kcm', 'demo', '--parser', obj, '--seconds', '0.5', '--size', '1k'], project), `kcm demo --parser ${s.where}`);
+        assert.match(demo, /^ok: all \d+ echoes came back intact/m);
+      }
     }
   });
 });
