@@ -48,6 +48,22 @@ export class Fifo<T> {
     return item;
   }
 
+  /** Removes the `n` front items. */
+  skip(n: number): void {
+    if (n >= this.size) {
+      for (let i = 0; i < this.size; i++) this.items[(this.head + i) & this.mask] = undefined;
+      this.head = 0;
+      this.size = 0;
+      if (this.mask > MAX_IDLE_MASK) this.reset();
+      return;
+    }
+    for (let i = 0; i < n; i++) {
+      this.items[this.head] = undefined;
+      this.head = (this.head + 1) & this.mask;
+    }
+    this.size -= n;
+  }
+
   /** Inserts `item` so that it becomes the item `i` places from the front (O(n)). */
   insert(i: number, item: T): void {
     const all = this.drain();

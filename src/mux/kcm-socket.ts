@@ -3,7 +3,6 @@ import * as net from 'node:net';
 import { KcmError, invalidArgType } from '../errors.js';
 import { Multiplexor } from './multiplexor.js';
 import { kPsock, type AttachOptions, type Psock, type PsockRef } from './psock.js';
-import type { TxMessage } from './tx-message.js';
 import type {
   KcmSocketEvents, KcmSocketInit, KcmSocketOptions, KcmSocketStats, KcmSocketType, Message, ReceiveFromResult, ReceiveIntoResult, ReceiveOptions,
   SendManyOptions, SendOptions,
@@ -70,6 +69,7 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
     this.rx = new ReceiveQueue(this, init.receiveBufferSize);
     this.tx = new SendQueue(this, init.sendBufferSize, init.mux);
     this.on('newListener', socketOnNewListener);
+    this.on('removeListener', socketOnRemoveListener);
     const mux = init.mux;
     this.muxRef = mux;
     if (mux === undefined) {
@@ -196,7 +196,14 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
    * in the socket's send queue [T-4], waiting only while that queue holds
    * `sendBufferSize` bytes or more [T-7, T-9], psock or not [T-18].
    *
-   * The bytes are not copied: do not modify them afterwards, as with `net.Socket.write`.
+   * The bytes are copied at the call, as sendmsg copies them: once the promise resolves
+   * (or `trySend()` returned true) the caller may reuse or change its buffers, whether the
+   * message leaves at once, waits for a psock [T-18] or waits behind a stalled one [T-12].
+   * A message of up to 16 KiB is copied back to back with the socket's other small ones
+   * into a 64 KiB chunk, which is also what lets a burst of them leave as one write; a
+   * larger one costs one copy into a buffer of its own (a memcpy and an allocation: tens
+   * of microseconds for 64 KiB, a fraction of a millisecond for 1 MiB). A call that waits
+   * for buffer space copies when it proceeds, before it resolves.
    * Rejects with `EBADF` when the socket is or gets closed, with an `AbortError` when
    * `signal` aborts while waiting (a DGRAM message open from earlier calls is then
    * discarded [T-10c]).
@@ -343,9 +350,9 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
     this.endpoint.transmit(this);
   }
 
-  /** @internal Puts a message whose write failed back in the queue [T-16]. */
-  txRequeue(msg: TxMessage, at: number): void {
-    this.endpoint.requeue(this, msg, at);
+  /** @internal Puts a message whose write failed back in the queue, `at` places from its head [T-16]. */
+  txRequeue(buf: Buffer, start: number, len: number, at: number): void {
+    this.endpoint.requeue(this, buf, start, len, at);
   }
 
   /** @internal [S-5] the receive queue emptied: the socket becomes ready again. */
@@ -412,7 +419,13 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
 }
 
 function socketOnNewListener(this: KcmSocket, event: string | symbol): void {
-  if (event === 'message') process.nextTick(socketOnFlow, this);
+  if (event !== 'message') return;
+  this.rx.listenersChanged();
+  process.nextTick(socketOnFlow, this);
+}
+
+function socketOnRemoveListener(this: KcmSocket, event: string | symbol): void {
+  if (event === 'message') this.rx.listenersChanged();
 }
 
 function socketOnFlow(sock: KcmSocket): void {

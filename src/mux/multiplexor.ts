@@ -116,7 +116,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
   private readonly toResume: Psock[] = [];
   private readonly touched: KcmSocket[] = [];
   private readonly pendingErrors: [Psock, KcmError][] = [];
-  private retryList: TxMessage[] = [];
+  private retryList: TxRetry[] = [];
 
   /** @internal Use {@link KcmSocket.create}. */
   private readonly selfRef = new WeakRef(this);
@@ -553,9 +553,9 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
   /** @internal [T-11 step 1] the reserved psock was aborted: release it and restart the head message. */
   releaseAborted(p: Psock, k: KcmSocket): void {
     this.release(p, k);
-    const head = k.tx.queue.peek();
-    if (head !== undefined) {
-      if (head.written > 0) head.rewind();
+    const q = k.tx.queue;
+    if (q.length > 0) {
+      q.rewindHead();
       this.txRetries++;
       this.scheduleTx(k);
     }
@@ -701,9 +701,15 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     this.pendingErrors.push([p, err]);
   }
 
-  /** @internal A message whose write failed restarts on another psock [T-16]. */
-  retryLater(msg: TxMessage): void {
-    this.retryList.push(msg);
+  /** @internal A message whose write failed restarts on another psock [T-16]: its bytes, by reference. */
+  retryLater(owner: KcmSocket, buf: Buffer, start: number, len: number): void {
+    this.retryList.push({ owner, buf, start, len, msg: undefined });
+    if (this.retryList.length === 1) process.nextTick(muxOnRetry, this);
+  }
+
+  /** @internal A pinned message whose write failed: dropped and counted, never restarted elsewhere [K-6]. */
+  retryPinned(msg: TxMessage): void {
+    this.retryList.push({ owner: msg.owner, buf: msg.parts[0]!, start: 0, len: msg.length, msg });
     if (this.retryList.length === 1) process.nextTick(muxOnRetry, this);
   }
 
@@ -714,21 +720,18 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     this.enter();
     try {
       const placed = new Map<KcmSocket, number>();
-      for (const msg of list) {
-        const k = msg.owner;
-        if (k.closed || !msg.handed) continue;
-        if (msg.pin !== undefined) {
+      for (const r of list) {
+        const k = r.owner;
+        if (k.closed) continue;
+        if (r.msg !== undefined) {
           // [K-6] a pinned message never restarts elsewhere: it is dropped and counted.
-          this.countDropped(msg.pin as Psock, k);
+          this.countDropped(r.msg.pin as Psock, k);
           continue;
         }
-        msg.rewind();
+        // In front of the queue, behind a message already partly written [T-17].
         let at = placed.get(k);
-        if (at === undefined) {
-          const head = k.tx.queue.peek();
-          at = head !== undefined && head.written > 0 ? 1 : 0;
-        }
-        k.txRequeue(msg, at);
+        if (at === undefined) at = k.tx.queue.headWritten > 0 ? 1 : 0;
+        k.txRequeue(r.buf, r.start, r.len, at);
         placed.set(k, at + 1);
         this.txRetries++;
         this.scheduleTx(k);
@@ -877,6 +880,15 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     activePsocks.push(p);
     if (activePsocks.length === 1) process.nextTick(endTick);
   }
+}
+
+/** A message to restart [T-16] (its earlier attempt's bytes, never copied again), or a pinned one to drop [K-6]. */
+interface TxRetry {
+  owner: KcmSocket;
+  buf: Buffer;
+  start: number;
+  len: number;
+  msg: TxMessage | undefined;
 }
 
 let activePsocks: Psock[] = [];

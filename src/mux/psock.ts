@@ -7,12 +7,13 @@ import { Fifo } from './fifo.js';
 import { notTcpOnceConnected } from './transport-check.js';
 import type { KcmSocket } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
-import { WRITE_PIECE, type TxMessage } from './tx-message.js';
+import type { TxMessage } from './tx-message.js';
+import { WRITE_PIECE, type TxQueue } from './tx-queue.js';
 
-/** Messages up to this size are copied into the stage rather than written one by one. */
-const STAGE_MESSAGE_MAX = 4096;
-/** Size of a stage buffer. */
-const STAGE_SIZE = 256 * 1024;
+/** Pinned messages up to this length, header included, are staged rather than written one by one. */
+const STAGE_MESSAGE_MAX = 16 * 1024;
+/** Staged bytes written at once, without waiting for the end of the tick. */
+const STAGE_SIZE = 64 * 1024;
 
 /** The property of a transport that names the psock it is attached to (the "user data" slot [A-8]). */
 export const kPsock: unique symbol = Symbol('kcm.psock');
@@ -135,19 +136,13 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
   /** @internal [K-4] writing its pinned messages: out of the available list, held by nobody. */ pinnedBusy = false;
   /** @internal Pinned work queued. */ pinnedScheduled = false;
 
-  /**
-   * Messages handed to the transport whose write has not completed yet. For each entry:
-   * the attempt it was written in, times two, plus one when the write held the message's
-   * last byte. For each write call: the number of entries it covers, negative when the
-   * write may share a system call with earlier writes (it was queued behind them).
-   */
-  private readonly inflight = new Fifo<TxMessage>();
-  private readonly inflightAttempts = new Fifo<number>();
-  private readonly inflightCounts = new Fifo<number>();
-  /** Small messages of this tick, copied back to back, written once at the end of the tick. */
-  private stage: Buffer | undefined = undefined;
-  private stageLen = 0;
-  private stageMsgs = 0;
+  /** Writes handed to the transport whose callback has not come yet, oldest first. */
+  private readonly runs = new Fifo<TxRun>();
+  /** Runs of this tick not written yet: written together at the end of the tick. */
+  private readonly staged: TxRun[] = [];
+  private stageBytes = 0;
+  /** Write callbacks still to come for writes already known to have completed. */
+  private staleCallbacks = 0;
   /** @internal Bound once per psock: the write callback. */ readonly onWritten: (err?: Error | null) => void;
   private savedData: ((...args: unknown[]) => void)[] = [];
   private savedReadable: ((...args: unknown[]) => void)[] = [];
@@ -256,6 +251,13 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
 
   /** @internal [StreamParserSink] a whole message: steer it [S-1]. */
   onMessage(message: Buffer): boolean {
+    // [S-2] the rest of a burst goes to the socket bound to it while it has room.
+    const k = this.rxKcm;
+    if (k !== undefined && k.rxCanTake()) {
+      k.rxEnqueue(message, this);
+      if (!k.rxTouched) this.mux.touch(k);
+      return true;
+    }
     return this.mux.steer(this, message);
   }
 
@@ -294,100 +296,207 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
   }
 
   /**
-   * @internal Hands the rest of `msg` to the transport [T-11]. Returns true when the
-   * message was handed whole; `stalled` tells whether to wait for 'drain' [T-12].
+   * @internal [T-11] hands messages from the head of `q` (the send queue of `owner`, which
+   * holds this psock) to the transport, and returns the bytes of those handed whole; they
+   * have left the queue. Stops early only when the transport asks to wait for 'drain'
+   * (`stalled`) [T-12].
    *
-   * The first message of a tick is written at once (latency); later small ones are copied
-   * into a stage written once at the end of the tick, so a burst of small messages costs
-   * one write call and one system call. Large messages go in pieces of {@link WRITE_PIECE}
-   * bytes (the last one up to twice that), so that a stall can fall mid-message.
+   * The first burst of a tick is written at once (latency); later small messages are
+   * staged and written together at the end of the tick, or once {@link STAGE_SIZE} bytes
+   * wait, so that a burst of small messages costs one write call and one system call.
+   * Staging copies nothing: the queue copied the messages at the call, back to back, and
+   * a run of them is one `subarray` of that copy. Large messages go in pieces of
+   * {@link WRITE_PIECE} bytes (the last one up to twice that), so that a stall can fall
+   * mid-message.
    */
-  writeMessage(msg: TxMessage): boolean {
+  writeFrom(q: TxQueue, owner: KcmSocket): number {
+    let immediate = false;
     if (!this.active) {
       this.active = true;
+      immediate = true;
       this.mux.activated(this);
-    } else if (msg.length <= STAGE_MESSAGE_MAX && msg.written === 0) {
-      this.stageMessage(msg);
-      return true;
-    } else if (this.stageLen > 0 && !this.flushStage()) {
-      return false; // stalled before the message started
     }
-    const t = this.transport;
-    const parts = msg.parts;
-    while (msg.part < parts.length) {
-      const part = parts[msg.part]!;
-      let piece = part;
-      // Pieces of 64 KiB; a rest of up to 128 KiB goes whole, so no tiny tail write follows.
-      const rest = part.length - msg.offset;
-      if (rest > 2 * WRITE_PIECE) piece = part.subarray(msg.offset, msg.offset + WRITE_PIECE);
-      else if (msg.offset > 0) piece = part.subarray(msg.offset);
-      msg.offset += piece.length;
-      if (msg.offset === part.length) {
-        msg.part++;
-        msg.offset = 0;
+    let handed = 0;
+    for (;;) {
+      const seg = q.head();
+      if (seg === undefined) break;
+      if (this.txDrain && q.headWritten === 0) break; // leaving rotation: no new message here
+      if (seg.lens !== undefined && q.headWritten === 0) {
+        // A run of small messages: staged whole, by reference.
+        const n = seg.count;
+        const start = seg.start;
+        const li = seg.li;
+        const bytes = q.takeSegment(seg);
+        this.txMsgs += n;
+        this.txBytes += bytes;
+        handed += bytes;
+        this.stage(owner, seg.buf, start, start + bytes, n, seg.lens, li);
+        if (this.stageBytes >= STAGE_SIZE && !this.flushStage()) return handed;
+        continue;
       }
-      msg.written += piece.length;
-      this.txBytes += piece.length;
-      if (msg.part === parts.length) msg.handed = true;
-      this.inflight.push(msg);
-      this.inflightAttempts.push(msg.attempt * 2 + (msg.handed ? 1 : 0));
-      this.inflightCounts.push(t.writableLength === 0 ? 1 : -1);
-      if (!t.write(piece, this.onWritten)) {
+      // A large message, or one partly written: the staged ones go first [T-17].
+      if (this.stageBytes > 0 && !this.flushStage()) return handed;
+      const t = this.transport;
+      const len = q.headLength;
+      const msgStart = seg.start; // a large message is a segment of its own
+      const done = q.headWritten;
+      const rest = len - done;
+      // Pieces of 64 KiB; a rest of up to 128 KiB goes whole, so no tiny tail write follows.
+      const piece = rest > 2 * WRITE_PIECE ? WRITE_PIECE : rest;
+      const last = piece === rest;
+      const run = newRun(owner, seg.buf, msgStart + done, msgStart + done + piece, last ? 1 : 0, undefined, 0);
+      run.msgStart = msgStart;
+      run.own = t.writableLength === 0;
+      this.txBytes += piece;
+      if (last) {
+        q.takeHead();
+        this.txMsgs++;
+        handed += len;
+      } else {
+        q.headWritten = done + piece;
+      }
+      this.runs.push(run);
+      if (!t.write(seg.buf.subarray(run.start, run.end), this.onWritten)) {
+        this.stalled = true;
+        return handed;
+      }
+      if (t.writableLength === 0) this.settle();
+    }
+    if (immediate && this.stageBytes > 0) this.flushStage();
+    return handed;
+  }
+
+  /**
+   * @internal [K-4] hands the rest of a pinned message (its bytes copied at the call, in
+   * one buffer) to the transport, staged as {@link writeFrom} stages. Returns true when it
+   * was handed whole; `stalled` tells whether to wait for 'drain' [T-12].
+   */
+  writeMessage(msg: TxMessage): boolean {
+    let immediate = false;
+    if (!this.active) {
+      this.active = true;
+      immediate = true;
+      this.mux.activated(this);
+    }
+    const buf = msg.parts[0]!;
+    const len = msg.length;
+    if (!immediate && len <= STAGE_MESSAGE_MAX && msg.written === 0) {
+      const run = newRun(msg.owner, buf, 0, len, 1, undefined, 0);
+      run.msg = msg;
+      this.staged.push(run);
+      this.stageBytes += len;
+      msg.written = len;
+      msg.handed = true;
+      this.txBytes += len;
+      if (this.stageBytes >= STAGE_SIZE) this.flushStage();
+      return true;
+    }
+    if (this.stageBytes > 0 && !this.flushStage()) return false;
+    const t = this.transport;
+    while (msg.written < len) {
+      const done = msg.written;
+      const rest = len - done;
+      const piece = rest > 2 * WRITE_PIECE ? WRITE_PIECE : rest;
+      const last = piece === rest;
+      const run = newRun(msg.owner, buf, done, done + piece, last ? 1 : 0, undefined, 0);
+      run.msg = msg;
+      run.own = t.writableLength === 0;
+      msg.written = done + piece;
+      if (last) msg.handed = true;
+      this.txBytes += piece;
+      this.runs.push(run);
+      if (!t.write(buf.subarray(run.start, run.end), this.onWritten)) {
         this.stalled = true;
         return msg.handed;
       }
+      if (t.writableLength === 0) this.settle();
     }
     return true;
   }
 
-  /** Copies a small message into the stage; it counts as handed to the transport. */
-  private stageMessage(msg: TxMessage): void {
-    const len = msg.length;
-    let stage = this.stage;
-    if (stage === undefined || this.stageLen + len > stage.length) {
-      this.flushStage();
-      stage = this.stage = Buffer.allocUnsafe(STAGE_SIZE);
+  /** Adds a run of whole messages to the stage, joining the previous run when it continues it. */
+  private stage(owner: KcmSocket, buf: Buffer, start: number, end: number, n: number, lens: Uint16Array, li: number): void {
+    const staged = this.staged;
+    const prev = staged.length === 0 ? undefined : staged[staged.length - 1]!;
+    if (prev !== undefined && prev.lens === lens && prev.buf === buf && prev.end === start && prev.owner === owner && prev.li + prev.count === li) {
+      prev.end = end;
+      prev.count += n;
+    } else {
+      staged.push(newRun(owner, buf, start, end, n, lens, li));
     }
-    let at = this.stageLen;
-    for (const part of msg.parts) {
-      stage.set(part, at); // TypedArray#set: cheaper than Buffer#copy for small parts
-      at += part.length;
-    }
-    this.stageLen = at;
-    this.stageMsgs++;
-    msg.part = msg.parts.length;
-    msg.offset = 0;
-    msg.written = len;
-    msg.handed = true;
-    this.txBytes += len;
-    this.inflight.push(msg);
-    this.inflightAttempts.push(msg.attempt * 2 + 1);
+    this.stageBytes += end - start;
   }
 
-  /** @internal Writes the stage; false when the transport asks to wait for 'drain'. */
+  /**
+   * @internal Writes the stage: one write for one run, one corked writev for several;
+   * false when the transport asks to wait for 'drain'.
+   */
   flushStage(): boolean {
-    const n = this.stageLen;
-    if (n === 0) return true;
-    const stage = this.stage!;
-    // The written bytes stay untouched; the rest of the buffer serves the next stage.
-    this.stage = stage.length - n >= STAGE_MESSAGE_MAX ? stage.subarray(n) : undefined;
-    this.stageLen = 0;
-    this.inflightCounts.push(this.transport.writableLength === 0 ? this.stageMsgs : -this.stageMsgs);
-    this.stageMsgs = 0;
-    if (this.transport.write(stage.subarray(0, n), this.onWritten)) return true;
-    this.stalled = true;
-    return false;
+    const staged = this.staged;
+    const k = staged.length;
+    if (k === 0) return true;
+    const t = this.transport;
+    // Only the last run of a system call may know its end unwritten when it fails.
+    const own = t.writableLength === 0;
+    let ok = true;
+    if (k > 1) t.cork();
+    for (let i = 0; i < k; i++) {
+      const run = staged[i]!;
+      run.own = own && i === k - 1;
+      this.runs.push(run);
+      ok = t.write(run.buf.subarray(run.start, run.end), this.onWritten);
+    }
+    if (k > 1) t.uncork();
+    staged.length = 0;
+    this.stageBytes = 0;
+    if (!ok) {
+      this.stalled = true;
+      return false;
+    }
+    if (t.writableLength === 0) this.settle();
+    return true;
+  }
+
+  /**
+   * Every write so far has completed (the transport holds nothing): their records go, and
+   * their callbacks, still to come, are skipped. Keeps a sender that never yields from
+   * piling up records.
+   */
+  private settle(): void {
+    const runs = this.runs.length;
+    if (runs === 0) return;
+    this.staleCallbacks += runs;
+    this.runs.skip(runs);
   }
 
   /** The staged messages never reached the transport: they restart elsewhere [T-16]. */
   private unstage(): void {
-    const inflight = this.inflight;
-    for (let i = inflight.length - this.stageMsgs; i < inflight.length; i++) {
-      const msg = inflight.at(i)!;
-      if (msg.handed && msg.attempt === this.inflightAttempts.at(i)! >> 1) this.mux.retryLater(msg);
+    for (const run of this.staged) this.restart(run, true);
+    this.staged.length = 0;
+    this.stageBytes = 0;
+  }
+
+  /** Restarts the messages of a run that did not reach the peer: all of them, or the last one [T-16]. */
+  private restart(run: TxRun, all: boolean): void {
+    const n = run.count;
+    const lens = run.lens;
+    if (run.msg !== undefined) {
+      // [K-6] pinned: never restarted elsewhere, dropped and counted there.
+      if (n === 1) this.mux.retryPinned(run.msg);
+      return;
     }
-    this.stageLen = 0;
-    this.stageMsgs = 0;
+    if (lens === undefined) {
+      // A piece holding the last byte of a message of its own: the message is all before `end`.
+      if (n === 1) this.mux.retryLater(run.owner, run.buf, run.msgStart, run.end - run.msgStart);
+      return;
+    }
+    let s = run.start;
+    for (let i = 0; i < n; i++) {
+      const len = lens[run.li + i]!;
+      if (all || i === n - 1) this.mux.retryLater(run.owner, run.buf, s, len);
+      else this.txUncertain++;
+      s += len;
+    }
   }
 
   /** @internal End of the tick: the stage goes out. */
@@ -405,21 +514,45 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
    * message TCP had accepted in Linux, it is lost with its transport [E-5].
    */
   written(err: Error | null | undefined): void {
-    const count = this.inflightCounts.shift() ?? 0;
-    const n = count < 0 ? -count : count;
-    const code = err === null || err === undefined ? undefined : (err as NodeJS.ErrnoException).code ?? '';
+    if (this.staleCallbacks > 0) {
+      this.staleCallbacks--;
+      return;
+    }
+    const run = this.runs.shift();
+    if (run === undefined || err === null || err === undefined || run.count === 0) return;
+    const code = (err as NodeJS.ErrnoException).code ?? '';
     // Bytes that never left the process restart even after unattach: the transport was
     // destroyed or ended before writing them, so nobody can have them.
     const unsent = code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_WRITE_AFTER_END';
-    const failed = code !== undefined && (this.attached || unsent);
-    for (let i = 0; i < n; i++) {
-      const msg = this.inflight.shift()!;
-      const tag = this.inflightAttempts.shift()!;
-      if (!failed || (tag & 1) === 0 || tag >> 1 !== msg.attempt || !msg.handed) continue;
-      if (unsent || (count > 0 && i === n - 1)) this.mux.retryLater(msg);
-      else this.txUncertain++;
-    }
+    if (unsent) this.restart(run, true);
+    else if (!this.attached) return;
+    else if (run.own) this.restart(run, false);
+    else this.txUncertain += run.count;
   }
+}
+
+/**
+ * One write handed to a transport: `count` whole messages of one socket ending at `end`,
+ * their lengths `lens[li]` on; or a piece of a large message (`lens` undefined), holding
+ * its last byte (count 1; the message starts at `msgStart`) or not (count 0). `own`: the
+ * write is the last of its system call, which then fails with its end unwritten.
+ */
+interface TxRun {
+  owner: KcmSocket;
+  buf: Buffer;
+  start: number;
+  end: number;
+  count: number;
+  lens: Uint16Array | undefined;
+  li: number;
+  msgStart: number;
+  own: boolean;
+  /** A pinned message [K-3], which is dropped rather than restarted [K-6]. */
+  msg: TxMessage | undefined;
+}
+
+function newRun(owner: KcmSocket, buf: Buffer, start: number, end: number, count: number, lens: Uint16Array | undefined, li: number): TxRun {
+  return { owner, buf, start, end, count, lens, li, msgStart: start, own: false, msg: undefined };
 }
 
 function psockOnWritten(psock: Psock, err?: Error | null): void {

@@ -10,6 +10,8 @@ const RECEIVE_MANY = 1;
 const RECEIVE_INTO = 2;
 const RECEIVE_FROM = 3;
 
+type MessageListener = (message: Buffer, origin: PsockRef) => void;
+
 /** A receive call waiting for a message. */
 interface Reader {
   kind: number;
@@ -47,6 +49,8 @@ export class ReceiveQueue {
   /** Flowing delivery stopped by `pause()`. */
   paused = false;
   private readonly readers = new Fifo<Reader>();
+  /** The 'message' listeners as last read (wrappers of `once` ones included); undefined once they changed. */
+  private listeners: MessageListener[] | undefined = undefined;
   private readonly owner: KcmSocket;
   private readonly limit: number;
 
@@ -179,12 +183,28 @@ export class ReceiveQueue {
         r.resolve({ message, origin: this.from! } as never);
       } else r.resolve(this.readInto(r.target!) as never);
     }
+    // Flowing mode: each message to the listeners as emit() would call them, without
+    // emit's per-call work; the listeners are read again only once they changed.
     const owner = this.owner;
-    while (this.queue.length > 0 && !this.paused && !owner.closed && owner.listenerCount('message') > 0) {
+    const queue = this.queue;
+    while (queue.length > 0 && !this.paused && !owner.closed) {
+      let fns = this.listeners;
+      if (fns === undefined) fns = this.listeners = owner.rawListeners('message') as MessageListener[];
+      const n = fns.length;
+      if (n === 0) break;
       // [K-2] the origin travels as the second argument.
       const message = this.dequeue();
-      owner.emit('message', message, this.from!);
+      if (n === 1) {
+        fns[0]!.call(owner, message, this.from!);
+      } else {
+        for (let i = 0; i < n; i++) fns[i]!.call(owner, message, this.from!);
+      }
     }
+  }
+
+  /** The socket's 'message' listeners changed. */
+  listenersChanged(): void {
+    this.listeners = undefined;
   }
 
   /** Rejects every waiting receive call (close). */

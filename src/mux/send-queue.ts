@@ -2,15 +2,17 @@ import { invalidArgType } from '../errors.js';
 import type { PsockRef } from './psock.js';
 import { AbortError } from './abort-error.js';
 import { Fifo } from './fifo.js';
-import { noop } from './noop.js';
-import { badf, checkBool, checkSignal, partsLength, toParts } from './socket-args.js';
+import { badf, checkBool, checkSignal, messageLength, partsLength } from './socket-args.js';
 import { TxMessage } from './tx-message.js';
+import { TxQueue } from './tx-queue.js';
 import type { KcmSocket, Message, SendManyOptions, SendOptions } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
 
-/** A send call waiting for buffer space [T-9]. */
+/** A send call waiting for buffer space [T-9]: one message, or the rest of a sendMany() from `next`. */
 interface SendRequest {
-  parts: Buffer[];
+  message: Message | undefined;
+  messages: readonly Message[] | undefined;
+  next: number;
   length: number;
   eor: boolean;
   batch: boolean;
@@ -31,12 +33,13 @@ const resolved: Promise<void> = Promise.resolve();
  * counters, and the transmit work that writes the queue on the reserved psock [T-11].
  */
 export class SendQueue {
-  /** Complete messages, in send order [T-17]. */
-  readonly queue = new Fifo<TxMessage>();
+  /**
+   * Complete messages, in send order [T-17], and the one being built over several calls
+   * [T-1]: their bytes copied at the call [T-3 step 4], a compact record per burst.
+   */
+  readonly queue = new TxQueue();
   /** Bytes queued or open (Smem) [T-7]. */
   smem = 0;
-  /** The message being built over several calls [T-1]. */
-  openMsg: TxMessage | undefined = undefined;
   /** MSG_BATCH pending (`WMore`) [T-8]. */
   batchPending = false;
   /** [ST-1] */
@@ -53,6 +56,9 @@ export class SendQueue {
   private readonly limit: number;
   /** The multiplexor of this thread, whose send gate holds or fails sends; none in a worker. */
   private readonly mux: Multiplexor | undefined;
+  private pumping = false;
+  private pumpAgain = false;
+  private wakeScheduled = false;
 
   constructor(owner: KcmSocket, sendBufferSize: number, mux: Multiplexor | undefined) {
     this.owner = owner;
@@ -67,8 +73,7 @@ export class SendQueue {
 
   /** sendmsg [T-*]. */
   send(message: Message, options: SendOptions | undefined): Promise<void> {
-    const parts = toParts(message);
-    const length = partsLength(parts);
+    const length = messageLength(message, -1);
     let eor = true;
     let batch = false;
     let signal: AbortSignal | undefined;
@@ -97,18 +102,17 @@ export class SendQueue {
       }
     }
     if (this.waiters.length === 0 && this.admits()) {
-      this.sendNow(parts, length, eor, batch, pin);
+      this.sendNow(message, length, eor, batch, pin);
       return resolved;
     }
-    const promise = this.enqueueSend(parts, length, eor, batch, signal, pin);
+    const promise = this.enqueueSend(message, undefined, 0, length, eor, batch, signal, pin);
     this.kickSenders();
     return promise;
   }
 
   /** MSG_DONTWAIT [T-9, X-6]. */
   trySend(message: Message, options: Omit<SendOptions, 'signal'> | undefined): boolean {
-    const parts = toParts(message);
-    const length = partsLength(parts);
+    const length = messageLength(message, -1);
     let eor = true;
     let batch = false;
     let ref: PsockRef | undefined;
@@ -127,15 +131,15 @@ export class SendQueue {
       this.flushBatch();
       return false;
     }
-    this.sendNow(parts, length, eor, batch, pin);
+    this.sendNow(message, length, eor, batch, pin);
     return true;
   }
 
   /** sendmmsg: one burst [T-8]. */
   sendMany(messages: readonly Message[], options: SendManyOptions | undefined): Promise<void> {
     if (!Array.isArray(messages)) throw invalidArgType('messages', 'an array of messages', messages);
-    const all: Buffer[][] = new Array(messages.length);
-    for (let i = 0; i < messages.length; i++) all[i] = toParts(messages[i]!, `messages[${i}]`);
+    // Every entry is checked before any is queued: a mistake queues nothing.
+    for (let i = 0; i < messages.length; i++) if (!(messages[i] instanceof Uint8Array)) messageLength(messages[i], i);
     let ref: PsockRef | undefined;
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
@@ -153,30 +157,96 @@ export class SendQueue {
         return Promise.reject(err);
       }
     }
-    const last = all.length - 1;
-    for (let i = 0; i <= last; i++) {
-      const parts = all[i]!;
-      const length = partsLength(parts);
-      if (this.waiters.length === 0 && this.admits()) {
-        this.sendNow(parts, length, true, i < last, pin);
-        continue;
+    if (messages.length === 0) return resolved;
+    let next = 0;
+    if (this.waiters.length === 0) {
+      if (pin === undefined) {
+        next = this.queueMany(messages, 0);
+      } else {
+        // Pinned: each message to its psock [K-3], the burst held until its last one [K-7].
+        const last = messages.length - 1;
+        for (; next <= last && this.admits(); next++) {
+          const m = messages[next]!;
+          this.sendNow(m, messageLength(m, next), true, next < last, pin);
+        }
       }
-      // Out of buffer space: the rest waits in order, the last one settles the call.
-      let result: Promise<void> = resolved;
-      for (let j = i; j <= last; j++) {
-        const p = all[j]!;
-        result = this.enqueueSend(p, partsLength(p), true, j < last, undefined, pin);
-        if (j < last) result.catch(noop);
-      }
-      this.kickSenders();
-      return result;
     }
-    return resolved;
+    if (next === messages.length) return resolved;
+    // Out of buffer space: the rest waits in order, as one request [T-9].
+    const promise = this.enqueueSend(undefined, messages, next, 0, true, false, undefined, pin);
+    this.kickSenders();
+    return promise;
+  }
+
+  /**
+   * [T-3, T-8] queues unpinned `messages` from `from` on, each admitted on its own [T-7],
+   * as one burst: every one but the last with MSG_BATCH. Returns where it stopped for want
+   * of buffer space (`messages.length` when all are queued).
+   */
+  private queueMany(messages: readonly Message[], from: number): number {
+    const q = this.queue;
+    const owner = this.owner;
+    const host = owner.host;
+    const last = messages.length - 1;
+    // A closed gate admits no new message, as a full buffer.
+    const limit = this.gate() === undefined ? this.limit : 0;
+    const wasEmpty = q.length === 0;
+    let smem = this.smem;
+    let bytes = 0;
+    let msgs = 0;
+    let lastQueued = false;
+    let i = from;
+    host.enter();
+    try {
+      for (; i <= last; i++) {
+        const open = q.openLength > 0;
+        if (smem >= limit && !open) break; // [T-3 step 3]
+        const m = messages[i]!;
+        if (m instanceof Uint8Array && !open) {
+          // A whole message, nothing open: copied straight into the queue.
+          const len = m.length;
+          lastQueued = len > 0;
+          if (lastQueued) {
+            q.push(m, len);
+            smem += len;
+            bytes += len;
+            msgs++;
+          }
+          continue;
+        }
+        const len = m instanceof Uint8Array ? m.length : partsLength(m);
+        if (len > 0) {
+          q.append(m, len);
+          smem += len;
+          bytes += len;
+        }
+        lastQueued = q.complete(); // [T-5] never an empty message
+        if (lastQueued) msgs++;
+      }
+    } finally {
+      this.smem = smem;
+      this.bytes += bytes;
+      this.msgs += msgs;
+      // [T-8] every message but the last carries MSG_BATCH: the burst is written when the
+      // last one is queued, or stays pending when the buffer limit cut it.
+      if (i > last) {
+        const before = msgs - (lastQueued ? 1 : 0);
+        if ((wasEmpty && before === 0) || this.batchPending || before > 0) {
+          this.batchPending = false;
+          if (q.length > 0) host.scheduleTx(owner);
+          if (this.pinHeld.length > 0) this.releasePinned();
+        }
+      } else if (msgs > 0) {
+        this.batchPending = true;
+      }
+      host.leave();
+    }
+    return i;
   }
 
   /** [T-3 step 3] room for a new message, or a message is open [T-7b]. */
   admits(): boolean {
-    return this.openMsg !== undefined || (this.smem < this.limit && this.gate() === undefined);
+    return this.queue.openLength > 0 || (this.smem < this.limit && this.gate() === undefined);
   }
 
   /** The multiplexor's send gate changed: waiting sends fail with its error, or proceed. */
@@ -195,25 +265,42 @@ export class SendQueue {
    * A pinned message [K-3] goes to its psock's queue, through {@link pinHeld} while a
    * batch holds it [K-7]; the call that completes a message decides where it goes.
    */
-  private sendNow(parts: Buffer[], length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined): void {
+  private sendNow(message: Message, length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined): void {
     const owner = this.owner;
     const host = owner.host;
+    const q = this.queue;
     host.enter();
     try {
       if (length > 0) {
-        if (this.openMsg === undefined) this.openMsg = new TxMessage(owner, parts, length);
-        else this.openMsg.append(parts, length);
+        if (eor && pin === undefined && q.openLength === 0 && message instanceof Uint8Array) {
+          // The common case: a whole message, copied straight into the queue.
+          const start = q.length === 0;
+          q.push(message, length);
+          this.smem += length;
+          this.bytes += length;
+          this.msgs++;
+          if (batch) this.batchPending = true;
+          else if (start || this.batchPending) {
+            this.batchPending = false;
+            host.scheduleTx(owner);
+            if (this.pinHeld.length > 0) this.releasePinned();
+          }
+          return;
+        }
+        q.append(message, length);
         this.smem += length;
         this.bytes += length;
       }
       if (!eor) return;
       // [T-5] an empty call completes the open message, if any; never an empty message.
-      const msg = this.openMsg;
-      this.openMsg = undefined;
+      let queued = false;
       let start = false;
-      if (msg !== undefined) {
-        this.msgs++;
-        if (pin !== undefined) {
+      if (pin !== undefined) {
+        const bytes = q.completeDetached();
+        if (bytes !== undefined) {
+          queued = true;
+          this.msgs++;
+          const msg = new TxMessage(owner, [bytes], bytes.length);
           msg.pin = pin;
           if (!batch && !this.batchPending) {
             owner.endpoint.pinned(owner, msg); // the common case: straight to its psock [K-4]
@@ -221,16 +308,17 @@ export class SendQueue {
           }
           this.pinHeld.push(msg);
           start = true;
-        } else {
-          start = this.queue.length === 0;
-          this.queue.push(msg);
         }
+      } else {
+        start = q.length === 0;
+        queued = q.complete();
+        if (queued) this.msgs++;
       }
       if (batch) {
-        if (msg !== undefined) this.batchPending = true;
+        if (queued) this.batchPending = true;
       } else if (start || this.batchPending) {
         this.batchPending = false;
-        if (this.queue.length > 0) host.scheduleTx(owner);
+        if (q.length > 0) host.scheduleTx(owner);
         if (this.pinHeld.length > 0) this.releasePinned();
       }
     } finally {
@@ -246,9 +334,12 @@ export class SendQueue {
     for (const msg of held) owner.endpoint.pinned(owner, msg);
   }
 
-  private enqueueSend(parts: Buffer[], length: number, eor: boolean, batch: boolean, signal: AbortSignal | undefined, pin: PsockRef | undefined): Promise<void> {
+  private enqueueSend(
+    message: Message | undefined, messages: readonly Message[] | undefined, next: number, length: number,
+    eor: boolean, batch: boolean, signal: AbortSignal | undefined, pin: PsockRef | undefined,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const req: SendRequest = { parts, length, eor, batch, pin, resolve, reject, signal, onAbort: undefined };
+      const req: SendRequest = { message, messages, next, length, eor, batch, pin, resolve, reject, signal, onAbort: undefined };
       if (signal !== undefined) {
         req.onAbort = () => this.abortSend(req);
         signal.addEventListener('abort', req.onAbort, { once: true });
@@ -275,10 +366,7 @@ export class SendQueue {
 
   /** [T-10c] a failed DGRAM call discards the message being built; SEQPACKET keeps it [T-10b]. */
   private sendFailed(): void {
-    if (this.owner.type === 'dgram' && this.openMsg !== undefined) {
-      this.smem -= this.openMsg.length;
-      this.openMsg = undefined;
-    }
+    if (this.owner.type === 'dgram') this.smem -= this.queue.discardOpen();
   }
 
   private flushBatch(): void {
@@ -296,26 +384,73 @@ export class SendQueue {
 
   /** [T-9] buffer space freed: waiting sends proceed in call order. */
   pump(): void {
+    if (this.pumping) {
+      // Writing what a waiter queued freed space again: the loop below goes on.
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
     const waiters = this.waiters;
     const owner = this.owner;
-    while (waiters.length > 0 && !owner.closed && this.admits()) {
-      const req = waiters.shift()!;
-      if (req.onAbort !== undefined) req.signal!.removeEventListener('abort', req.onAbort);
-      if (req.pin !== undefined) {
-        try {
-          owner.endpoint.pinTarget(owner, req.pin); // [K-5] the psock died while the call waited
-        } catch (err) {
-          this.sendFailed();
-          req.reject(err);
-          continue;
+    try {
+      do {
+        this.pumpAgain = false;
+        while (waiters.length > 0 && !owner.closed && this.admits()) {
+          const req = waiters.peek()!;
+          if (req.pin !== undefined) {
+            try {
+              owner.endpoint.pinTarget(owner, req.pin); // [K-5] the psock died while the call waited
+            } catch (err) {
+              waiters.shift();
+              if (req.onAbort !== undefined) req.signal!.removeEventListener('abort', req.onAbort);
+              this.sendFailed();
+              req.reject(err);
+              continue;
+            }
+          }
+          const messages = req.messages;
+          if (messages !== undefined) {
+            if (req.pin === undefined) {
+              req.next = this.queueMany(messages, req.next);
+            } else {
+              const last = messages.length - 1;
+              for (; req.next <= last && this.admits(); req.next++) {
+                const m = messages[req.next]!;
+                this.sendNow(m, messageLength(m, req.next), true, req.next < last, req.pin);
+              }
+            }
+            if (req.next < messages.length) continue; // the rest waits [T-9]
+          } else {
+            this.sendNow(req.message!, req.length, req.eor, req.batch, req.pin);
+          }
+          waiters.shift();
+          if (req.onAbort !== undefined) req.signal!.removeEventListener('abort', req.onAbort);
+          req.resolve();
         }
-      }
-      this.sendNow(req.parts, req.length, req.eor, req.batch, req.pin);
-      req.resolve();
+        // [T-3 step 3] a sender still waiting flushes the batch its predecessors left open
+        // (a sendMany() burst cut by the buffer limit), else nothing would write it.
+        if (waiters.length > 0 && !owner.closed) this.flushBatch();
+      } while (this.pumpAgain && waiters.length > 0 && !owner.closed);
+    } finally {
+      this.pumping = false;
     }
-    // [T-3 step 3] a sender still waiting flushes the batch its predecessors left open
-    // (a sendMany() burst cut by the buffer limit), else nothing would write it.
-    if (waiters.length > 0 && !owner.closed) this.flushBatch();
+  }
+
+  /**
+   * [T-9] space freed while sends wait: they go on from the event loop, not from the
+   * write callback chain that freed it, so that a sender that never yields cannot starve
+   * timers and I/O when the transport takes every write at once.
+   */
+  private wake(): void {
+    if (this.wakeScheduled || this.waiters.length === 0) return;
+    this.wakeScheduled = true;
+    setImmediate(sendQueueOnWake, this);
+  }
+
+  /** @internal */
+  woken(): void {
+    this.wakeScheduled = false;
+    this.pump();
   }
 
   /** Bytes left the queue elsewhere (a worker's proxy credits them): waiting sends proceed [T-9]. */
@@ -346,39 +481,38 @@ export class SendQueue {
       mux.releaseAborted(psock, owner);
       psock = undefined;
     }
-    const queue = this.queue;
-    let freed = false;
-    while (queue.length > 0) {
+    const q = this.queue;
+    let freed = 0;
+    while (q.length > 0) {
       if (psock === undefined) {
         psock = mux.reserve(owner);
         if (psock === undefined) break;
       }
       if (psock.stalled) break; // [T-12] keep the reservation until 'drain'
-      const msg = queue.peek()!;
-      if (!psock.writeMessage(msg)) break; // stalled mid-message
-      queue.shift();
-      psock.txMsgs++;
-      this.smem -= msg.length;
-      freed = true;
-      if (psock.txDrain && queue.length > 0) {
+      if (psock.txDrain && q.headWritten === 0) {
         // A draining psock leaves at a message boundary; the rest goes on another.
         mux.release(psock, owner);
         psock = undefined;
+        continue;
       }
+      freed += psock.writeFrom(q, owner);
     }
-    if (queue.length === 0 && psock !== undefined) mux.release(psock, owner);
-    if (freed || this.waiters.length > 0) this.pump();
+    this.smem -= freed;
+    if (q.length === 0 && psock !== undefined) mux.release(psock, owner);
+    if (this.waiters.length > 0) {
+      if (freed > 0) this.wake();
+      else this.pump();
+    }
   }
 
-  /** Puts a message whose write failed back in the queue [T-16]. */
-  requeue(msg: TxMessage, at: number): void {
-    this.queue.insert(Math.min(at, this.queue.length), msg);
-    this.smem += msg.length;
+  /** Puts a message whose write failed back in the queue, `at` places from its head [T-16]. */
+  requeue(buf: Buffer, start: number, len: number, at: number): void {
+    this.queue.insert(at, buf, start, len);
+    this.smem += len;
   }
 
   /** close [O-6 steps 1-3]: unsent messages are discarded. */
   discard(): void {
-    this.openMsg = undefined;
     this.queue.clear();
     // [O-6 step 2] pinned messages are discarded too (skipped by their psocks) [K-8].
     this.pinHeld = [];
@@ -402,4 +536,8 @@ function checkPsockRef(ref: unknown): PsockRef | undefined {
     throw invalidArgType('options.psock', 'a Psock or an object with a numeric id (a message origin)', ref);
   }
   return ref as PsockRef;
+}
+
+function sendQueueOnWake(q: SendQueue): void {
+  q.woken();
 }

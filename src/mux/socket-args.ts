@@ -26,28 +26,26 @@ export function badf(what: string): KcmError {
   return new KcmError('EBADF', `${what}: the KCM socket is closed`);
 }
 
-/** A message (or the parts of one) as non-empty Buffer views, not copied [T-5]. */
-export function toParts(message: unknown, name = 'message'): Buffer[] {
-  if (message instanceof Uint8Array) {
-    if (message.length === 0) return [];
-    return [Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength)];
+/**
+ * The length of a message (one Uint8Array, or the parts of one), checked: `index` names
+ * the entry of a sendMany() call, -1 a single message. Nothing is allocated.
+ */
+export function messageLength(message: unknown, index: number): number {
+  if (message instanceof Uint8Array) return message.length;
+  const name = index < 0 ? 'message' : `messages[${index}]`;
+  if (!Array.isArray(message)) throw invalidArgType(name, 'an instance of Uint8Array or an array of Uint8Array', message);
+  let n = 0;
+  for (let i = 0; i < message.length; i++) {
+    const part: unknown = message[i];
+    if (!(part instanceof Uint8Array)) throw invalidArgType(`${name}[${i}]`, 'an instance of Uint8Array', part);
+    n += part.length;
   }
-  if (Array.isArray(message)) {
-    const parts: Buffer[] = [];
-    for (let i = 0; i < message.length; i++) {
-      const part: unknown = message[i];
-      if (!(part instanceof Uint8Array)) throw invalidArgType(`${name}[${i}]`, 'an instance of Uint8Array', part);
-      if (part.length === 0) continue;
-      parts.push(Buffer.isBuffer(part) ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength));
-    }
-    return parts;
-  }
-  throw invalidArgType(name, 'an instance of Uint8Array or an array of Uint8Array', message);
+  return n;
 }
 
-export function partsLength(parts: Buffer[]): number {
+export function partsLength(parts: readonly Uint8Array[]): number {
   let n = 0;
-  for (const p of parts) n += p.length;
+  for (let i = 0; i < parts.length; i++) n += parts[i]!.length;
   return n;
 }
 

@@ -36,7 +36,7 @@ export interface SocketEndpoint {
   /** [T-11] Moves the queued transmit messages on. Runs at the end of an operation. */
   transmit(sock: KcmSocket): void;
   /** [T-16] Puts a message whose write failed back in the send queue, `at` places from its head. */
-  requeue(sock: KcmSocket, msg: TxMessage, at: number): void;
+  requeue(sock: KcmSocket, buf: Buffer, start: number, len: number, at: number): void;
   /** close [O-6]: called once, on an open socket. */
   close(sock: KcmSocket): void;
   /** KCM_RECV_DISABLE [D-3, D-6]: called on a change only, the socket open. */
@@ -67,8 +67,8 @@ export const localEndpoint: SocketEndpoint = {
   transmit(sock: KcmSocket): void {
     sock.tx.work();
   },
-  requeue(sock: KcmSocket, msg: TxMessage, at: number): void {
-    sock.tx.requeue(msg, at);
+  requeue(sock: KcmSocket, buf: Buffer, start: number, len: number, at: number): void {
+    sock.tx.requeue(buf, start, len, at);
   },
   close(sock: KcmSocket): void {
     sock.finishClose();

@@ -174,12 +174,14 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
   transmit(sock: KcmSocket): void {
     const queue = sock.tx.queue;
     if (queue.length === 0 || sock.closed) return;
+    // Views of the queue's copies, which nothing writes over; packed at the end of the tick.
     while (queue.length > 0) {
-      const msg = queue.shift()!;
-      this.outMsgs.push(msg.parts);
-      this.outPins.push(msg.pin === undefined ? 0 : msg.pin.id);
+      const pin = queue.head()!.pin;
+      const view = queue.takeView();
+      this.outMsgs.push([view]);
+      this.outPins.push(pin === undefined ? 0 : pin.id);
       this.outFlags.push(0);
-      this.outBytes += msg.length;
+      this.outBytes += view.length;
     }
     this.outFlags[this.outFlags.length - 1] = FLAG_BURST_END;
     if (!this.outScheduled) {
@@ -304,7 +306,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
 
   /** [K-4] pinned messages go to the proxy with the others, in call order. */
   pinned(sock: KcmSocket, msg: TxMessage): void {
-    sock.tx.queue.push(msg);
+    sock.tx.queue.pushPinned(msg.parts[0]!, msg.pin!);
     this.scheduleTx();
   }
 

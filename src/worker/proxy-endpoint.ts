@@ -159,9 +159,9 @@ export class ProxyEndpoint implements SocketEndpoint {
   }
 
   /** [T-16] a message back in the queue counts against the worker again. */
-  requeue(sock: KcmSocket, msg: TxMessage, at: number): void {
-    sock.tx.requeue(msg, at);
-    this.credit(sock, -msg.length);
+  requeue(sock: KcmSocket, buf: Buffer, start: number, len: number, at: number): void {
+    sock.tx.requeue(buf, start, len, at);
+    this.credit(sock, -len);
   }
 
   /** Only the worker disables its socket's receive (through the port). */

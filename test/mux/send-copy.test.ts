@@ -1,0 +1,161 @@
+/**
+ * send() copies, as sendmsg does [T-3 step 4]: once send() or sendMany() has resolved, or
+ * trySend() has returned true, the caller may reuse its buffers, and what goes out is what
+ * they held at the call. Real loopback sockets; the peer checks every byte.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KcmSocket } from '../../src/index.js';
+import { FrameReader, P4, closeAll, sleep, tcpPair, waitFor } from '../helpers/loopback.js';
+import { waitStalled } from '../helpers/traffic.js';
+
+after(closeAll);
+
+/** Writes a frame of `size` payload bytes, every payload byte `fill`, into `scratch`; returns its view. */
+function frameInto(scratch: Buffer, size: number, fill: number): Buffer {
+  scratch.writeUInt32BE(size, 0);
+  scratch.fill(fill, 4, 4 + size);
+  return scratch.subarray(0, 4 + size);
+}
+
+function expected(size: number, fill: number): Buffer {
+  return frameInto(Buffer.allocUnsafe(4 + size), size, fill);
+}
+
+function closeMux(k: KcmSocket): void {
+  for (const s of k.mux.sockets) s.close();
+}
+
+test('[T-3][T-18] a message sent before any transport is attached goes out as it was at the call', async (t) => {
+  const k = KcmSocket.create();
+  t.after(() => closeMux(k));
+  const scratch = Buffer.alloc(64);
+  const parts = Buffer.alloc(32);
+  await k.send(frameInto(scratch, 10, 0x61));
+  frameInto(scratch, 10, 0x7a); // reused after send() resolved
+  assert.equal(k.trySend(frameInto(scratch, 20, 0x62)), true);
+  frameInto(scratch, 20, 0x7a);
+  // An iovec: the parts are copied too.
+  frameInto(parts, 6, 0x63);
+  await k.send([parts.subarray(0, 3), parts.subarray(3, 10)]);
+  parts.fill(0x7a);
+  // sendMany: several messages built in one scratch buffer.
+  const many = [frameInto(scratch.subarray(0, 12), 8, 0x64), frameInto(scratch.subarray(12, 24), 8, 0x65)];
+  await k.sendMany(many);
+  scratch.fill(0x7a);
+  const { local, remote } = await tcpPair();
+  const reader = new FrameReader(remote);
+  k.attach(local, { parser: P4 });
+  await waitFor(() => reader.frames.length === 5, 5000, 'the five messages');
+  assert.deepEqual(reader.frames, [expected(10, 0x61), expected(20, 0x62), expected(6, 0x63), expected(8, 0x64), expected(8, 0x65)]);
+});
+
+for (const call of ['send', 'trySend', 'sendMany'] as const) {
+  test(`[T-3][T-12] ${call}: messages queued behind a stalled transport, built in one scratch buffer, arrive intact`, async (t) => {
+    const k = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
+    t.after(() => closeMux(k));
+    const { local, remote } = await tcpPair();
+    remote.pause();
+    const p = k.attach(local, { parser: P4 });
+    // Stall the transport with one large message, then queue small ones behind it.
+    const big = expected(8 * 1024 * 1024, 0x42);
+    await k.send(big);
+    await waitStalled(p);
+    const scratch = Buffer.alloc(256);
+    const want: Buffer[] = [big];
+    for (let i = 0; i < 200; i++) {
+      const size = 1 + (i % 97);
+      const m = frameInto(scratch, size, i & 0xff);
+      if (call === 'send') await k.send(m);
+      else if (call === 'trySend') assert.equal(k.trySend(m), true);
+      else await k.sendMany([m, frameInto(scratch.subarray(128), size, (i + 1) & 0xff)]);
+      want.push(expected(size, i & 0xff));
+      if (call === 'sendMany') want.push(expected(size, (i + 1) & 0xff));
+      scratch.fill(0xee);
+    }
+    const reader = new FrameReader(remote);
+    remote.resume();
+    await waitFor(() => reader.frames.length === want.length, 30000, 'every message');
+    assert.equal(reader.partial, 0);
+    for (let i = 0; i < want.length; i++) assert.ok(reader.frames[i]!.equals(want[i]!), `message ${i} as it was at the call`);
+  });
+}
+
+test('[T-3][T-17] a 1 MiB message whose scratch buffer is reused for the next: exact bytes, other sockets unharmed', async (t) => {
+  // The peer is a multiplexor: a damaged frame would fail its psock (EMSGSIZE) and lose
+  // the other socket's messages behind it.
+  const k = KcmSocket.create();
+  const other = k.clone();
+  t.after(() => closeMux(k));
+  const peer = KcmSocket.create();
+  t.after(() => closeMux(peer));
+  const errors: Error[] = [];
+  peer.mux.on('psockerror', (err: Error) => errors.push(err));
+  const got: Buffer[] = [];
+  peer.on('message', (m: Buffer) => got.push(Buffer.from(m)));
+  const { local, remote } = await tcpPair();
+  const p = k.attach(local, { parser: P4 });
+  peer.attach(remote, { parser: P4, maxMessageSize: 32 * 1024 * 1024 });
+  // The peer reads nothing for a while: a filler fills the kernel's buffers, and what
+  // follows waits in the sending transport.
+  remote.pause();
+  const filler = expected(16 * 1024 * 1024, 0x21);
+  await k.send(filler);
+  await waitStalled(p);
+  const resume = setTimeout(() => remote.resume(), 300);
+  t.after(() => clearTimeout(resume));
+  const want: Buffer[] = [filler];
+  const scratch = Buffer.alloc(1024 * 1024 + 4);
+  const sizes = [1024 * 1024, 300 * 1024, 1024 * 1024 - 7, 70 * 1024, 1024 * 1024];
+  const small = Buffer.alloc(16);
+  for (let i = 0; i < sizes.length; i++) {
+    await k.send(frameInto(scratch, sizes[i]!, 0x30 + i));
+    want.push(expected(sizes[i]!, 0x30 + i));
+    // Another socket's messages, from a reused buffer too.
+    for (let j = 0; j < 10; j++) {
+      await other.send(frameInto(small, 8, 0xa0 + j));
+      want.push(expected(8, 0xa0 + j));
+    }
+    scratch.fill(0xff); // as a caller reusing it would
+  }
+  await waitFor(() => got.length === want.length || errors.length > 0, 30000, 'every message');
+  await sleep(20);
+  assert.deepEqual(errors, []);
+  const key = (b: Buffer): string => `${b.length}:${b[4]}`;
+  assert.deepEqual(got.map(key).sort(), want.map(key).sort());
+  for (const m of got) {
+    const w = want.find((x) => x.length === m.length && x[4] === m[4])!;
+    assert.ok(m.equals(w), `a message of ${m.length} bytes as it was at the call`);
+  }
+});
+
+test('[T-3] a large message in sendMany and an iovec of large parts are copied at the call', async (t) => {
+  const k = KcmSocket.create();
+  t.after(() => closeMux(k));
+  const { local, remote } = await tcpPair();
+  const reader = new FrameReader(remote);
+  const p = k.attach(local, { parser: P4 });
+  remote.pause();
+  const filler = expected(16 * 1024 * 1024, 0x21);
+  await k.send(filler);
+  await waitStalled(p);
+  const resume = setTimeout(() => remote.resume(), 300);
+  t.after(() => clearTimeout(resume));
+  const a = Buffer.alloc(200 * 1024 + 4);
+  const b = Buffer.alloc(200 * 1024 + 4);
+  const pending = k.sendMany([frameInto(a, 200 * 1024, 1), frameInto(b, 100 * 1024, 2)]);
+  await pending;
+  a.fill(9);
+  b.fill(9);
+  const head = Buffer.alloc(4);
+  const body = Buffer.alloc(150 * 1024, 3);
+  head.writeUInt32BE(body.length, 0);
+  await k.send([head, body]);
+  head.fill(9);
+  body.fill(9);
+  await waitFor(() => reader.frames.length === 4, 10000, 'the four messages');
+  assert.ok(reader.frames[0]!.equals(filler));
+  assert.ok(reader.frames[1]!.equals(expected(200 * 1024, 1)));
+  assert.ok(reader.frames[2]!.equals(expected(100 * 1024, 2)));
+  assert.ok(reader.frames[3]!.equals(expected(150 * 1024, 3)));
+});
