@@ -28,7 +28,7 @@ export const COST_PRINTK = 64;
 /** Fixed part of a call of `bpf_skb_load_bytes`, before its bytes. */
 export const COST_LOAD_BYTES = 4;
 /** A bpf-to-bpf call: a JavaScript call with ten arguments. */
-const COST_CALL = 4;
+const COST_CALL = 8;
 /** Blocks of a function past this count pay for dispatch: one unit per this many blocks. */
 const DISPATCH_BLOCKS = 16;
 
