@@ -291,6 +291,7 @@ export class KcmConnector extends EventEmitter<KcmConnectorEvents> {
   private nReplaced = 0;
   private readonly failAfter: number;
   private failTimer: NodeJS.Timeout | undefined = undefined;
+  private failAt = 0;
   private lastError: KcmError | undefined = undefined;
   private failure: KcmError | undefined = undefined;
   private nFailures = 0;
@@ -904,7 +905,10 @@ export class KcmConnector extends EventEmitter<KcmConnectorEvents> {
   /** No connection is up: sends wait, and fail after `failAfter` ms. */
   private down(): void {
     if (this.failure === undefined) this.socket.mux.setTxGate(true);
-    if (this.failTimer === undefined && this.failure === undefined) this.failTimer = setTimeout(connectorOnFailAfter, this.failAfter, this);
+    if (this.failTimer === undefined && this.failure === undefined) {
+      this.failAt = performance.now() + this.failAfter;
+      this.failTimer = setTimeout(connectorOnFailAfter, this.failAfter, this);
+    }
   }
 
   /** A connection is up: waiting sends proceed, failing ones stop failing. */
@@ -919,6 +923,12 @@ export class KcmConnector extends EventEmitter<KcmConnectorEvents> {
   failNow(): void {
     this.failTimer = undefined;
     if (this.closing !== undefined || this.connected > 0) return;
+    // Never early: a timer may fire up to a millisecond before performance.now() says.
+    const early = this.failAt - performance.now();
+    if (early > 0) {
+      this.failTimer = setTimeout(connectorOnFailAfter, Math.ceil(early), this);
+      return;
+    }
     const cause = this.lastError;
     const code = causeErrno(cause, 'ECONNREFUSED');
     this.failure = new KcmError(code, `no connection for ${this.failAfter} ms${cause === undefined ? '' : `: ${messageOf(cause)}`}`, cause === undefined ? undefined : { cause });
