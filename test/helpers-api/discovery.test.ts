@@ -232,7 +232,9 @@ test('maxConnectionAge under load: connections replaced one at a time, zero requ
     assert.equal(s.failures + s.timeouts + s.unmatched, 0);
     assert.ok(connector.stats().drained >= 4);
     assert.equal(connector.stats().disconnects, 0, 'no connection failed');
-    assert.ok(most <= 4 + 1, `one replacement at a time: ${most} connections seen`);
+    // One replacement at a time: 4 and the new one; the server may not yet have seen the
+    // close of the connection drained just before.
+    assert.ok(most <= 4 + 2, `one replacement at a time: ${most} connections seen`);
   } finally {
     clearInterval(check);
     requester.close();
