@@ -2,7 +2,7 @@
  * The sending half of the hand-written framing: small frames are copied into a batch
  * buffer of about 64 KiB that goes out with one `write()` when full (or at `flush()`);
  * a large frame is not copied but written by reference after the batch, both under
- * `cork()` so that they leave in one `writev`. The caller respects backpressure: `write`
+ * `cork()` so that they leave in one `writev` (alone, it is one plain `write()`). The caller respects backpressure: `write`
  * and `flush` return false once the socket asked to wait for 'drain'.
  *
  *   frames  [len|payload] [len|payload] ... [len|big payload..........]
@@ -30,10 +30,14 @@ export class FrameWriter {
   /** Queues one whole frame (header included); false once the socket asks to wait. */
   write(frame: Uint8Array): boolean {
     if (frame.length > this.copyLimit) {
-      this.socket.cork();
-      this.flush();
-      this.socket.write(frame);
-      this.socket.uncork();
+      if (this.used === 0) {
+        this.socket.write(frame);
+      } else {
+        this.socket.cork();
+        this.flush();
+        this.socket.write(frame);
+        this.socket.uncork();
+      }
     } else {
       if (this.used + frame.length > this.batchBytes) this.flush();
       this.batch.set(frame, this.used);

@@ -67,3 +67,12 @@ test('write and flush return false once the socket asks to wait for drain', () =
   assert.equal(ok, false, 'past the mark after a full batch went out');
   assert.equal(w.flush(), false);
 });
+
+test('a large frame with no batch pending is one plain write', () => {
+  const { socket, calls } = recorder(1 << 30);
+  const w = new FrameWriter(socket, 64, 32);
+  const big = frame(100, 3);
+  w.write(big);
+  w.write(big);
+  assert.deepEqual(calls.map((c) => c.map((b) => b.length)), [[104], [104]]);
+});
