@@ -707,6 +707,18 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     if (this.retryList.length === 1) process.nextTick(muxOnRetry, this);
   }
 
+  /**
+   * @internal [T-21] A message whose write failed inside the call that wrote it: back at
+   * the front of its socket's queue at once, ahead of what the socket sends next [T-17].
+   * When the failed psock is still reserved by the socket, its abort counts the retry.
+   */
+  retryNow(k: KcmSocket, buf: Buffer, start: number, len: number, from: Psock): void {
+    if (k.closed) return;
+    k.txRequeue(buf, start, len, k.tx.queue.headWritten > 0 ? 1 : 0);
+    if (k.txPsock !== from) this.txRetries++;
+    this.scheduleTx(k);
+  }
+
   /** @internal A pinned message whose write failed: dropped and counted, never restarted elsewhere [K-6]. */
   retryPinned(msg: TxMessage): void {
     this.retryList.push({ owner: msg.owner, buf: msg.parts[0]!, start: 0, len: msg.length, msg });

@@ -356,7 +356,9 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
         q.headWritten = done + piece;
       }
       this.runs.push(run);
-      if (!t.write(seg.buf.subarray(run.start, run.end), this.onWritten)) {
+      const ok = t.write(seg.buf.subarray(run.start, run.end), this.onWritten);
+      if (this.failedInWrite(this.runs.length - 1)) return handed;
+      if (!ok) {
         this.stalled = true;
         return handed;
       }
@@ -405,7 +407,9 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
       if (last) msg.handed = true;
       this.txBytes += piece;
       this.runs.push(run);
-      if (!t.write(buf.subarray(run.start, run.end), this.onWritten)) {
+      const ok = t.write(buf.subarray(run.start, run.end), this.onWritten);
+      if (this.failedInWrite(this.runs.length - 1)) return false;
+      if (!ok) {
         this.stalled = true;
         return msg.handed;
       }
@@ -438,6 +442,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
     const t = this.transport;
     // Only the last run of a system call may know its end unwritten when it fails.
     const own = t.writableLength === 0;
+    const first = this.runs.length;
     let ok = true;
     if (k > 1) t.cork();
     for (let i = 0; i < k; i++) {
@@ -449,11 +454,44 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
     if (k > 1) t.uncork();
     staged.length = 0;
     this.stageBytes = 0;
+    if (this.failedInWrite(first)) return false;
     if (!ok) {
       this.stalled = true;
       return false;
     }
     if (t.writableLength === 0) this.settle();
+    return true;
+  }
+
+  /**
+   * [T-21, T-16] Whether the transport failed inside the write that just pushed the runs
+   * from `first` on (its peer had reset it while the psock was idle). Node marks the
+   * stream errored at once and reports it a tick later; Linux fails the TCP send inside
+   * `sendmsg`. So the failure is handled now, as the write's callback would: the message
+   * whose end the failed call left unwritten goes back to the front of its socket's
+   * queue, and the psock is aborted, before the sender's call returns and ahead of its
+   * next message [T-17]. The callbacks still to come find their runs done.
+   */
+  private failedInWrite(first: number): boolean {
+    const t = this.transport;
+    if (t.errored === null && !t.destroyed) return false;
+    const mux = this.mux;
+    mux.enter();
+    try {
+      const runs = this.runs;
+      for (let i = first; i < runs.length; i++) {
+        const run = runs.at(i)!;
+        if (run.count === 0) continue;
+        if (run.own) this.restart(run, false, true);
+        else this.txUncertain += run.count;
+        run.count = 0;
+      }
+      const cause = t.errored ?? undefined;
+      const what = cause instanceof Error ? cause.message : 'destroyed';
+      mux.psockFailed(this, new KcmError('EPIPE', `psock-${this.index}: transport failed: ${what}`, cause === undefined ? undefined : { cause }));
+    } finally {
+      mux.leave();
+    }
     return true;
   }
 
@@ -477,7 +515,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
   }
 
   /** Restarts the messages of a run that did not reach the peer: all of them, or the last one [T-16]. */
-  private restart(run: TxRun, all: boolean): void {
+  private restart(run: TxRun, all: boolean, now = false): void {
     const n = run.count;
     const lens = run.lens;
     if (run.msg !== undefined) {
@@ -487,13 +525,15 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
     }
     if (lens === undefined) {
       // A piece holding the last byte of a message of its own: the message is all before `end`.
-      if (n === 1) this.mux.retryLater(run.owner, run.buf, run.msgStart, run.end - run.msgStart);
+      if (n === 1 && now) this.mux.retryNow(run.owner, run.buf, run.msgStart, run.end - run.msgStart, this);
+      else if (n === 1) this.mux.retryLater(run.owner, run.buf, run.msgStart, run.end - run.msgStart);
       return;
     }
     let s = run.start;
     for (let i = 0; i < n; i++) {
       const len = lens[run.li + i]!;
-      if (all || i === n - 1) this.mux.retryLater(run.owner, run.buf, s, len);
+      if (now && i === n - 1) this.mux.retryNow(run.owner, run.buf, s, len, this);
+      else if (all || i === n - 1) this.mux.retryLater(run.owner, run.buf, s, len);
       else this.txUncertain++;
       s += len;
     }

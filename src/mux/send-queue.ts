@@ -496,6 +496,9 @@ export class SendQueue {
         continue;
       }
       freed += psock.writeFrom(q, owner);
+      // [T-21] the transport failed inside the write: aborted and released, the message
+      // back at the head; it goes on the next psock now.
+      if (owner.txPsock !== psock) psock = undefined;
     }
     this.smem -= freed;
     if (q.length === 0 && psock !== undefined) mux.release(psock, owner);
