@@ -249,6 +249,9 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
         const e = this.pendingErrors.shift();
         if (e !== undefined) {
           const [psock, err] = e;
+          // Unattached by the application since (in a listener before this one): it emits
+          // nothing more. The last close's unattach [O-7] is not the application's.
+          if (!psock.attached && !this.destroyed) continue;
           if (diag.psockErrorChannel.hasSubscribers || diag.debugEnabled) diag.onPsockError(this, psock, err);
           if (psock.listenerCount('error') > 0) psock.emit('error', err);
           if (this.listenerCount('psockerror') > 0) this.emit('psockerror', err, psock);
@@ -375,14 +378,14 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     removeItem(this.psocksAvail, p);
     this.psockById.delete(p.id);
     const k = p.txKcm;
-    let epipe = false;
     if (k !== undefined) {
-      // [U-4] reserved: abort, release, restart the message elsewhere.
+      // [U-4] reserved: abort, release, restart the message elsewhere. [E-2] Linux posts
+      // EPIPE on the TCP socket; the psock, no longer the application's, emits nothing.
       this.psockUnattachRsvd++;
       if (!p.txStopped) {
         p.txStopped = true;
         p.txAborts++;
-        epipe = p.errored === undefined;
+        if (p.errored === undefined) p.errored = new KcmError('EPIPE', `psock-${p.index}: unattached while reserved for transmit`);
       }
       this.releaseAborted(p, k);
     }
@@ -396,11 +399,6 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     const s = p.stats();
     for (const n of counterNames) this.aggregate[n] += s[n];
     removeItem(this.psockList, p);
-    if (epipe) {
-      const err = new KcmError('EPIPE', `psock-${p.index}: unattached while reserved for transmit`);
-      p.errored = err;
-      this.pendingErrors.push([p, err]);
-    }
     if (diag.psockUnattachChannel.hasSubscribers || diag.debugEnabled) diag.onPsockUnattach(this, p, k !== undefined);
   }
 

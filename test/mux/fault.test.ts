@@ -140,8 +140,8 @@ test('[U-4][T-16][ST-3][B-22][E-2] unattach while a message is stalled: it arriv
   assert.equal(got.partial, 0);
   assert.equal(got.frames.length, 1);
   assert.ok(got.frames[0]!.equals(big));
-  await waitFor(() => errs0.length === 1, 5000, 'the psock error');
-  assert.ok(isCode('EPIPE')(errs0[0]));
+  await sleep(20);
+  assert.deepEqual(errs0, [], 'a psock the application unattached emits nothing');
   assert.equal(p0.stats().txAborts, 1);
   // [U-5] the transport is left open and paused.
   assert.equal(pairs[0]!.local.destroyed, false);
@@ -225,8 +225,12 @@ for (const order of raceOrders) {
     }
     await sleep(20);
     assert.deepEqual(calls, [], 'no transmit work, delivery or event on the closed socket');
-    assert.equal(errs0.length, 1);
-    assert.ok(isCode('EPIPE')(errs0[0]));
+    if (order === 'unattach, close, drain') {
+      assert.deepEqual(errs0, [], 'unattached by the application first: it emits nothing');
+    } else {
+      assert.equal(errs0.length, 1);
+      assert.ok(isCode('EPIPE')(errs0[0]));
+    }
     const s = k1.mux.stats();
     assert.equal(s.psockAttach, 1);
     assert.equal(s.psockUnattach, 1);
