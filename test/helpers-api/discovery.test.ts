@@ -139,6 +139,34 @@ test('[U-2] srv: a record removed and its server stopped: all traffic moves to t
   }
 });
 
+test('srv: a new SRV record (dnsmasq restarted) brings a new server into rotation within refreshInterval', { skip }, async () => {
+  const servers = await Promise.all([IdServer.start('127.0.0.2', 1), IdServer.start('127.0.0.3', 2), IdServer.start('127.0.0.4', 3)]);
+  const records = servers.map((s, i) => ({ name: SRV, target: `s${i + 1}.kcm.test`, port: s.port, priority: 0, weight: 1 }));
+  const dns = await Dnsmasq.start({ 's1.kcm.test': ['127.0.0.2'], 's2.kcm.test': ['127.0.0.3'], 's3.kcm.test': ['127.0.0.4'] }, records.slice(0, 2));
+  const { sockets, requester } = client(1);
+  const REFRESH = 500;
+  const connector = sockets[0]!.connect({ endpoints: `srv:${SRV}`, parser: P4, resolver: dns.resolver(), refreshInterval: REFRESH });
+  try {
+    await waitFor(() => connector.connected === 2 && servers[0]!.connections + servers[1]!.connections === 2, 10000, '2 connections');
+    assert.equal(servers[2]!.connections, 0);
+    await dns.restart(records);
+    const t0 = performance.now();
+    await waitFor(() => servers[2]!.connections === 1, 10000, 'a connection to the new server');
+    const took = performance.now() - t0;
+    assert.ok(took <= REFRESH + 1000, `the new server got its connection after ${took.toFixed(0)} ms`);
+    const calls = [];
+    for (let i = 0; i < 300; i++) calls.push(requester.request(idRequest(i), i));
+    await Promise.all(calls);
+    assert.ok(servers.every((s) => s.handled > 0), `every server takes traffic: ${servers.map((s) => s.handled)}`);
+  } finally {
+    requester.close();
+    await connector.close();
+    for (const s of sockets) s.close();
+    await Promise.all(servers.map((s) => s.close()));
+    await dns.stop();
+  }
+});
+
 test('dns: a new A record (addn-hosts + SIGHUP) brings a new server into rotation within refreshInterval; a removed one drains', { skip }, async () => {
   const a = await IdServer.start('127.0.0.2', 1);
   const b = await IdServer.start('127.0.0.3', 2, a.port);
