@@ -2,6 +2,7 @@ import { KcmError, checkInteger, invalidArgType } from '../errors.js';
 import { AbortError } from './abort-error.js';
 import { Fifo } from './fifo.js';
 import { badf, checkOptions, checkSignal } from './socket-args.js';
+import { noop } from './noop.js';
 import type { KcmSocket, ReceiveFromResult, ReceiveIntoResult, ReceiveOptions } from './kcm-socket.js';
 import type { PsockRef } from './psock.js';
 
@@ -21,6 +22,8 @@ interface Reader {
   reject: (err: unknown) => void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** With {@link ReceiveQueue.trackReads}: reads resolved to it whose caller has not run yet. */
+  unseen: number;
 }
 
 /**
@@ -48,6 +51,15 @@ export class ReceiveQueue {
   bytes = 0;
   /** Flowing delivery stopped by `pause()`. */
   paused = false;
+  /**
+   * Set for a socket adopted in a worker: a message resolved to a waiting receive call
+   * counts as {@link unseen} until the call's caller runs (a reaction on its promise,
+   * registered before the caller's, marks it seen), so a thread that ends in between
+   * hands it on [O-6].
+   */
+  trackReads = false;
+  /** Reads (as {@link msgs} counts them, a started partial one included) resolved to callers that have not run yet. */
+  unseen = 0;
   private readonly readers = new Fifo<Reader>();
   /** The 'message' listeners as last read (wrappers of `once` ones included); undefined once they changed. */
   private listeners: MessageListener[] | undefined = undefined;
@@ -176,6 +188,12 @@ export class ReceiveQueue {
     while (readers.length > 0 && this.queue.length > 0) {
       const r = readers.shift()!;
       if (r.onAbort !== undefined) r.signal!.removeEventListener('abort', r.onAbort);
+      if (this.trackReads) {
+        // What this read adds to msgs (plus one for a partial head started): unseen until its caller runs.
+        const takes = r.kind === RECEIVE_MANY ? Math.min(r.max, this.queue.length) : 1;
+        r.unseen = takes - (this.offset > 0 ? 1 : 0);
+        this.unseen += r.unseen;
+      }
       if (r.kind === RECEIVE) r.resolve(this.dequeue() as never);
       else if (r.kind === RECEIVE_MANY) r.resolve(this.dequeueMany(r.max) as never);
       else if (r.kind === RECEIVE_FROM) {
@@ -270,8 +288,9 @@ export class ReceiveQueue {
   }
 
   private waitRead<T>(kind: number, max: number, target: Uint8Array | undefined, signal: AbortSignal | undefined): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const r: Reader = { kind, max, target, resolve: resolve as (v: never) => void, reject, signal, onAbort: undefined };
+    let reader: Reader | undefined;
+    const promise = new Promise<T>((resolve, reject) => {
+      const r: Reader = { kind, max, target, resolve: resolve as (v: never) => void, reject, signal, onAbort: undefined, unseen: 0 };
       if (signal !== undefined) {
         r.onAbort = () => {
           this.readers.remove(r);
@@ -280,6 +299,18 @@ export class ReceiveQueue {
         signal.addEventListener('abort', r.onAbort, { once: true });
       }
       this.readers.push(r);
+      reader = r;
     });
+    // First reaction on the promise: it runs right before the caller's.
+    if (this.trackReads) promise.then(() => this.seen(reader!), noop);
+    return promise;
+  }
+
+  /** The caller of a tracked read is about to run: its messages count as read. */
+  private seen(r: Reader): void {
+    if (r.unseen === 0) return;
+    this.unseen -= r.unseen;
+    r.unseen = 0;
+    this.owner.endpoint.taken(this.owner);
   }
 }

@@ -84,6 +84,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
 
   bind(sock: KcmSocket): void {
     this.sock = sock;
+    sock.rx.trackReads = true;
     (this.port as AdoptedPort)[kEndpoint] = this;
     this.port.on('message', adoptedPortOnMessage);
     this.port.on('close', adoptedPortOnClose);
@@ -153,7 +154,9 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
    */
   taken(sock: KcmSocket): void {
     const rx = sock.rx;
-    Atomics.store(this.shared, SHARED_GONE, (rx.msgs + (rx.offset > 0 ? 1 : 0)) | 0);
+    // Reads resolved to callers that have not run yet are not gone: should the thread end
+    // first, the proxy hands them on [O-6].
+    Atomics.store(this.shared, SHARED_GONE, (rx.msgs + (rx.offset > 0 ? 1 : 0) - rx.unseen) | 0);
     if (!this.ackScheduled && rx.msgs !== this.ackedMsgs && rx.length === 0) {
       this.ackScheduled = true;
       setImmediate(adoptedOnAck, this);
@@ -164,7 +167,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
   ack(): void {
     this.ackScheduled = false;
     const rx = this.sock.rx;
-    const read = rx.msgs;
+    const read = rx.msgs - rx.unseen;
     if (read === this.ackedMsgs || rx.length > 0 || this.portClosed) return;
     this.ackedMsgs = read;
     this.port.postMessage({ t: MSG_ACK, consumed: read });
