@@ -308,15 +308,18 @@ export class Interpreter {
    * with a nonzero high half a fault.
    */
   private locate(pc: number, a: MemAccess, reg: bigint, off: number, size: number): [Uint8Array, number] {
+    if (a.kind === Access.StackStatic) return [this.stack, this.fi + a.at];
+    if (a.kind === Access.DataStatic) return [this.data[a.region]!, a.at];
+    return this.locateChecked(pc, a, reg, off, size);
+  }
+
+  /** The region a checked access proved, with the bounds check the compiled code makes. */
+  private locateChecked(pc: number, a: MemAccess, reg: bigint, off: number, size: number): [Uint8Array, number] {
     let base: number;
     let lo: number;
     let hi: number;
     let bytes: Uint8Array;
     switch (a.kind) {
-      case Access.StackStatic:
-        return [this.stack, this.fi + a.at];
-      case Access.DataStatic:
-        return [this.data[a.region]!, a.at];
       case Access.StackOwnChecked:
         [base, lo, hi, bytes] = [STACK_BASE, this.fi - STACK_SIZE, this.fi, this.stack];
         break;
@@ -362,32 +365,7 @@ export class Interpreter {
 
   /** A helper's memory argument `ptr` of `len` bytes, checked as the compiled code checks it. */
   private helperMemory(pc: number, ptr: bigint, len: number): [Uint8Array, number] {
-    const a = this.accessOf(pc);
-    let base: number;
-    let lo: number;
-    let hi: number;
-    let bytes: Uint8Array;
-    switch (a.kind) {
-      case Access.StackOwnChecked:
-        [base, lo, hi, bytes] = [STACK_BASE, this.fi - STACK_SIZE, this.fi, this.stack];
-        break;
-      case Access.StackCallerChecked:
-        [base, lo, hi, bytes] = [STACK_BASE, 0, this.fi - STACK_SIZE, this.stack];
-        break;
-      case Access.MemChecked:
-        if (this.mem === undefined) throw new Fault(pc);
-        [base, lo, hi, bytes] = [MEM_BASE, 0, this.mem.length, this.mem];
-        break;
-      case Access.DataChecked:
-        bytes = this.data[a.region]!;
-        [base, lo, hi] = [DATA_BASE + a.region * DATA_STRIDE, 0, bytes.length];
-        break;
-      default:
-        throw new Fault(pc);
-    }
-    const t = lowHalf(ptr) - base;
-    if (ptr >> 32n !== 0n || t < lo || t + len > hi) throw new Fault(pc);
-    return [bytes, t];
+    return this.locateChecked(pc, this.accessOf(pc), ptr, 0, len);
   }
 
   private charge(pc: number, units: number): void {
