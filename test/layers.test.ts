@@ -4,24 +4,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { filesEndingWith } from './helpers/files.js';
 
 const distSrc = fileURLToPath(new URL('../src', import.meta.url));
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** What the package ships: its `files` and package.json. */
 const shipped = [...(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] }).files, 'package.json'].map((f) => resolve(root, f));
-
-function jsFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...jsFiles(p));
-    else if (e.name.endsWith('.js')) out.push(p);
-  }
-  return out;
-}
 
 /** Relative specifiers of `import ... from '…'`, `export ... from '…'`, `import('…')` and `new URL('…', import.meta.url)`. */
 export function relativeImports(code: string): string[] {
@@ -37,7 +28,7 @@ test('the import scanner sees static, dynamic and URL imports', () => {
 });
 
 test('no file under dist/src reaches a file the package does not ship (bench/, test/)', () => {
-  const files = jsFiles(distSrc);
+  const files = filesEndingWith(distSrc, '.js');
   assert.ok(files.length > 20, `found the built sources (${files.length})`);
   const outside: string[] = [];
   for (const file of files) {

@@ -1,25 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { filesEndingWith } from '../helpers/files.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
-function declarationFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...declarationFiles(p));
-    else if (e.name.endsWith('.d.ts')) out.push(p);
-  }
-  return out;
-}
-
 test('no @internal member in the shipped declarations (dist/**/*.d.ts)', () => {
-  const files = declarationFiles(join(root, 'dist'));
+  const files = filesEndingWith(join(root, 'dist'), '.d.ts');
   assert.ok(files.length > 20, `the declarations (${files.length})`);
   const leaks = files.filter((f) => readFileSync(f, 'utf8').includes('@internal')).map((f) => relative(root, f));
   assert.deepEqual(leaks, []);

@@ -1,21 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { filesEndingWith } from '../helpers/files.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const distSrc = join(root, 'dist', 'src');
-
-function jsFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...jsFiles(p));
-    else if (e.name.endsWith('.js')) out.push(p);
-  }
-  return out.sort();
-}
 
 /** Relative specifiers of the run-time imports and re-exports of a built module (type-only ones are erased). */
 export function runtimeImports(source: string): string[] {
@@ -27,7 +18,7 @@ export function runtimeImports(source: string): string[] {
 
 function graph(): Map<string, string[]> {
   const g = new Map<string, string[]>();
-  for (const file of jsFiles(distSrc)) {
+  for (const file of filesEndingWith(distSrc, '.js')) {
     const deps = runtimeImports(readFileSync(file, 'utf8')).map((s) => resolve(dirname(file), s));
     g.set(file, deps);
   }
