@@ -322,7 +322,13 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
 
   /** Counters of this socket [ST-1], exact. */
   stats(): KcmSocketStats {
-    const s = { rxMsgs: this.rx.msgs, rxBytes: this.rx.bytes, txMsgs: this.tx.msgs, txBytes: this.tx.bytes } as KcmSocketStats;
+    const there = this.endpoint.readElsewhere(this); // [ST-1] read in a worker, not yet acknowledged
+    const s = {
+      rxMsgs: this.rx.msgs + (there === undefined ? 0 : there.msgs),
+      rxBytes: this.rx.bytes + (there === undefined ? 0 : there.bytes),
+      txMsgs: this.tx.msgs,
+      txBytes: this.tx.bytes,
+    } as KcmSocketStats;
     // [K-6] present, but not enumerable: the ST-1 shape stays the four Linux counters.
     Object.defineProperty(s, 'txDropped', { value: this.endpoint.droppedCount(this), writable: true, configurable: true, enumerable: false });
     return s;

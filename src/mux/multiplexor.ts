@@ -921,15 +921,19 @@ function muxOnFlush(mux: Multiplexor): void {
 function socketRow(k: KcmSocket): KcmSocketMuxStats {
   const rx = k.rx;
   const tx = k.tx;
+  // [ST-1] read in a worker, not yet acknowledged: read, not queued.
+  const there = k.endpoint.readElsewhere(k);
+  const readMsgs = there === undefined ? 0 : there.msgs;
+  const readBytes = there === undefined ? 0 : there.bytes;
   return {
     index: k.index,
-    rxMsgs: rx.msgs,
-    rxBytes: rx.bytes,
+    rxMsgs: rx.msgs + readMsgs,
+    rxBytes: rx.bytes + readBytes,
     txMsgs: tx.msgs,
     txBytes: tx.bytes,
     txDropped: k.endpoint.droppedCount(k),
-    rxQueued: rx.length + k.endpoint.held,
-    rxQueuedBytes: rx.rmem,
+    rxQueued: rx.length + k.endpoint.held - readMsgs,
+    rxQueuedBytes: rx.rmem - readBytes,
     txQueued: tx.queue.length,
     txQueuedBytes: tx.smem,
     txPsock: k.txPsock === undefined ? -1 : k.txPsock.index,

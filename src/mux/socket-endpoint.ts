@@ -45,6 +45,12 @@ export interface SocketEndpoint {
   taken(sock: KcmSocket): void;
   /** Messages steered to the socket and held outside its queue (posted to a worker): they count as queued. */
   readonly held: number;
+  /**
+   * Of the {@link held} messages, those already read where they are (a worker's code took
+   * them) but not yet acknowledged, with their bytes: statistics count them as read, not
+   * queued, so they are exact at the time of the call [ST-1]. Undefined when none.
+   */
+  readElsewhere(sock: KcmSocket): { msgs: number; bytes: number } | undefined;
   /** [K-5] the psock a pinned send names, checked at the call: throws KcmError `ENOENT` or `EPIPE`. */
   pinTarget(sock: KcmSocket, ref: PsockRef): PsockRef;
   /** [K-4] a complete pinned message goes on: to its psock's queue, or to the worker's proxy. */
@@ -91,6 +97,9 @@ export const localEndpoint: SocketEndpoint = {
   },
   taken(): void {},
   held: 0,
+  readElsewhere(): undefined {
+    return undefined;
+  },
   pinTarget(sock: KcmSocket, ref: PsockRef): PsockRef {
     return sock.mux.pinTarget(ref);
   },

@@ -52,6 +52,10 @@ export function adoptWorkerPort(value: unknown): KcmSocket {
  */
 export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
   readonly held = 0;
+  /** The socket's queue is here: nothing is read elsewhere. */
+  readElsewhere(): undefined {
+    return undefined;
+  }
   private readonly port: MessagePort;
   private readonly shared: Int32Array;
   private sock!: KcmSocket;

@@ -81,6 +81,20 @@ export class ProxyEndpoint implements SocketEndpoint {
     return this.inflight.length;
   }
 
+  /**
+   * The posted messages the worker's code has taken, read from the counter it stores
+   * before its code sees each one, whatever its acknowledgement's delay; oldest first, as
+   * reads go. A SEQPACKET message read in parts counts once its first part is read.
+   */
+  readElsewhere(): { msgs: number; bytes: number } | undefined {
+    const gone = (Atomics.load(this.shared, SHARED_GONE) - (this.acked | 0)) | 0;
+    const msgs = Math.min(Math.max(0, gone), this.inflight.length);
+    if (msgs === 0) return undefined;
+    let bytes = 0;
+    for (let i = 0; i < msgs; i++) bytes += this.inflight.at(i)!.length;
+    return { msgs, bytes };
+  }
+
   /** Starts listening to the worker, once the socket exists. */
   bind(sock: KcmSocket): void {
     this.sock = sock;
