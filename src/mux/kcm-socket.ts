@@ -2,13 +2,12 @@ import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import { KcmError, invalidArgType } from '../errors.js';
 import { Multiplexor } from './multiplexor.js';
-import { kPsock, type AttachOptions, type Psock, type PsockRef } from './psock.js';
+import type { AttachOptions, Psock, PsockRef } from './psock.js';
 import type {
   KcmSocketEvents, KcmSocketInit, KcmSocketOptions, KcmSocketStats, KcmSocketType, Message, ReceiveFromResult, ReceiveIntoResult, ReceiveOptions,
   SendManyOptions, SendOptions,
 } from './socket-types.js';
-import { isTcpStream } from './transport-check.js';
-import { checkAttachOptions } from './attach-options.js';
+import { checkAttachOptions, checkAttachable } from './attach-options.js';
 import { badf, checkSocketOptions } from './socket-args.js';
 import { ReceiveQueue } from './receive-queue.js';
 import { SendQueue } from './send-queue.js';
@@ -68,8 +67,7 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
     this.endpoint = init.endpoint ?? localEndpoint;
     this.rx = new ReceiveQueue(this, init.receiveBufferSize);
     this.tx = new SendQueue(this, init.sendBufferSize, init.mux);
-    this.on('newListener', socketOnNewListener);
-    this.on('removeListener', socketOnRemoveListener);
+    this.rx.watchListeners();
     const mux = init.mux;
     this.muxRef = mux;
     if (mux === undefined) {
@@ -153,14 +151,7 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
     if (!(transport instanceof net.Socket)) throw invalidArgType('transport', 'an instance of net.Socket', transport);
     const checked = checkAttachOptions(options);
     const mux = this.member('attach');
-    const reason = isTcpStream(transport);
-    if (reason !== undefined) throw new KcmError('EOPNOTSUPP', `cannot attach: ${reason}`);
-    const owner = (transport as net.Socket & { [kPsock]?: Psock })[kPsock];
-    if (owner !== undefined) {
-      throw new KcmError('EALREADY', owner.mux === mux
-        ? `transport is already attached to this multiplexor (psock-${owner.index})`
-        : 'transport is already attached to another multiplexor');
-    }
+    checkAttachable(transport, mux);
     return mux.attach(transport, checked);
   }
 
@@ -197,13 +188,9 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
    * `sendBufferSize` bytes or more [T-7, T-9], psock or not [T-18].
    *
    * The bytes are copied at the call, as sendmsg copies them: once the promise resolves
-   * (or `trySend()` returned true) the caller may reuse or change its buffers, whether the
-   * message leaves at once, waits for a psock [T-18] or waits behind a stalled one [T-12].
-   * A message of up to 16 KiB is copied back to back with the socket's other small ones
-   * into a 64 KiB chunk, which is also what lets a burst of them leave as one write; a
-   * larger one costs one copy into a buffer of its own (a memcpy and an allocation: tens
-   * of microseconds for 64 KiB, a fraction of a millisecond for 1 MiB). A call that waits
-   * for buffer space copies when it proceeds, before it resolves.
+   * (or `trySend()` returned true) the caller may reuse or change its buffers. Small
+   * messages are copied back to back into 64 KiB chunks (a burst leaves as one write), a
+   * larger one into a buffer of its own; a call that waits copies when it proceeds.
    * Rejects with `EBADF` when the socket is or gets closed, with an `AbortError` when
    * `signal` aborts while waiting (a DGRAM message open from earlier calls is then
    * discarded [T-10c]).
@@ -281,10 +268,7 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
 
   /** Restarts flowing delivery. */
   resume(): this {
-    if (this.rx.paused) {
-      this.rx.paused = false;
-      process.nextTick(socketOnFlow, this);
-    }
+    this.rx.resume();
     return this;
   }
 
@@ -323,12 +307,9 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
   /** Counters of this socket [ST-1], exact. */
   stats(): KcmSocketStats {
     const there = this.endpoint.readElsewhere(this); // [ST-1] read in a worker, not yet acknowledged
-    const s = {
-      rxMsgs: this.rx.msgs + (there === undefined ? 0 : there.msgs),
-      rxBytes: this.rx.bytes + (there === undefined ? 0 : there.bytes),
-      txMsgs: this.tx.msgs,
-      txBytes: this.tx.bytes,
-    } as KcmSocketStats;
+    const rxMsgs = this.rx.msgs + (there === undefined ? 0 : there.msgs);
+    const rxBytes = this.rx.bytes + (there === undefined ? 0 : there.bytes);
+    const s = { rxMsgs, rxBytes, txMsgs: this.tx.msgs, txBytes: this.tx.bytes } as KcmSocketStats;
     // [K-6] present, but not enumerable: the ST-1 shape stays the four Linux counters.
     Object.defineProperty(s, 'txDropped', { value: this.endpoint.droppedCount(this), writable: true, configurable: true, enumerable: false });
     return s;
@@ -359,17 +340,6 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
   /** @internal Puts a message whose write failed back in the queue, `at` places from its head [T-16]. */
   txRequeue(buf: Buffer, start: number, len: number, at: number): void {
     this.endpoint.requeue(this, buf, start, len, at);
-  }
-
-  /** @internal [S-5] the receive queue emptied: the socket becomes ready again. */
-  drained(): void {
-    const host = this.host;
-    host.enter();
-    try {
-      host.socketReady(this);
-    } finally {
-      host.leave();
-    }
   }
 
   /**
@@ -422,20 +392,4 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
   private checkOpen(): void {
     if (this.isClosed) throw badf('the socket is closed');
   }
-}
-
-function socketOnNewListener(this: KcmSocket, event: string | symbol): void {
-  if (event !== 'message') return;
-  this.rx.listenersChanged();
-  process.nextTick(socketOnFlow, this);
-}
-
-function socketOnRemoveListener(this: KcmSocket, event: string | symbol): void {
-  if (event === 'message') this.rx.listenersChanged();
-}
-
-function socketOnFlow(sock: KcmSocket): void {
-  if (sock.closed || sock.rx.length === 0) return;
-  sock.host.touch(sock);
-  sock.host.flushLater();
 }

@@ -220,6 +220,30 @@ export class ReceiveQueue {
     }
   }
 
+  /** [S-5] the queue emptied: the socket becomes ready again. */
+  private drained(): void {
+    const host = this.owner.host;
+    host.enter();
+    try {
+      host.socketReady(this.owner);
+    } finally {
+      host.leave();
+    }
+  }
+
+  /** Follows the owner's `'message'` listeners: flowing delivery starts when one is added. */
+  watchListeners(): void {
+    this.owner.on('newListener', socketOnNewListener);
+    this.owner.on('removeListener', socketOnRemoveListener);
+  }
+
+  /** Restarts flowing delivery after `pause()`. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    process.nextTick(socketOnFlow, this.owner);
+  }
+
   /** The socket's 'message' listeners changed. */
   listenersChanged(): void {
     this.listeners = undefined;
@@ -236,7 +260,7 @@ export class ReceiveQueue {
   private dequeue(): Buffer {
     const message = this.takeHead();
     this.owner.endpoint.taken(this.owner);
-    if (this.rmem === 0) this.owner.drained();
+    if (this.rmem === 0) this.drained();
     return message;
   }
 
@@ -245,7 +269,7 @@ export class ReceiveQueue {
     const out: Buffer[] = new Array(n);
     for (let i = 0; i < n; i++) out[i] = this.takeHead();
     this.owner.endpoint.taken(this.owner);
-    if (this.rmem === 0) this.owner.drained();
+    if (this.rmem === 0) this.drained();
     return out;
   }
 
@@ -278,7 +302,7 @@ export class ReceiveQueue {
       this.offset = 0;
       this.msgs++;
       this.owner.endpoint.taken(this.owner);
-      if (this.rmem === 0) this.owner.drained();
+      if (this.rmem === 0) this.drained();
       return { bytes, eor: true, truncated: bytes < rest };
     }
     // [R-6, X-2] SEQPACKET: the rest stays at the head.
@@ -313,4 +337,20 @@ export class ReceiveQueue {
     r.unseen = 0;
     this.owner.endpoint.taken(this.owner);
   }
+}
+
+function socketOnNewListener(this: KcmSocket, event: string | symbol): void {
+  if (event !== 'message') return;
+  this.rx.listenersChanged();
+  process.nextTick(socketOnFlow, this);
+}
+
+function socketOnRemoveListener(this: KcmSocket, event: string | symbol): void {
+  if (event === 'message') this.rx.listenersChanged();
+}
+
+function socketOnFlow(sock: KcmSocket): void {
+  if (sock.closed || sock.rx.length === 0) return;
+  sock.host.touch(sock);
+  sock.host.flushLater();
 }
