@@ -206,6 +206,12 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       this.depth--;
       return;
     }
+    if (this.txWork.length === 0 && this.pinnedWork.length === 0 && this.toResume.length === 0) {
+      // Nothing queued (the common end of a send or a receive burst): no loop, no shifts.
+      this.depth = 0;
+      if (!this.flushing && (this.touched.length > 0 || this.pendingErrors.length > 0 || this.pinnedWork.length > 0)) this.flush();
+      return;
+    }
     try {
       for (;;) {
         const k = this.txWork.shift();
@@ -236,6 +242,11 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
 
   /** Deliveries and events: user code runs here, outside every state change. */
   private flush(): void {
+    if (this.touched.length === 0 && this.pendingErrors.length === 0) {
+      // Nothing to deliver or report.
+      if (this.pinnedWork.length > 0) this.flushLater();
+      return;
+    }
     this.flushing = true;
     let k: KcmSocket | undefined;
     try {

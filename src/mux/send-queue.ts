@@ -203,7 +203,20 @@ export class SendQueue {
         if (smem >= limit && !open) break; // [T-3 step 3]
         const m = messages[i]!;
         if (m instanceof Uint8Array && !open) {
-          // A whole message, nothing open: copied straight into the queue.
+          // Whole messages, nothing open: a run of them copied straight into the chunk,
+          // else this one on its own.
+          const count = q.length;
+          const queued = q.bytes;
+          const next = q.pushRun(messages, i, last, limit - smem);
+          if (next > i) {
+            const added = q.bytes - queued;
+            smem += added;
+            bytes += added;
+            msgs += q.length - count;
+            lastQueued = messages[next - 1]!.length > 0;
+            i = next - 1;
+            continue;
+          }
           const len = m.length;
           lastQueued = len > 0;
           if (lastQueued) {
@@ -266,27 +279,47 @@ export class SendQueue {
    * batch holds it [K-7]; the call that completes a message decides where it goes.
    */
   private sendNow(message: Message, length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined): void {
+    if (length > 0 && eor && pin === undefined && this.queue.openLength === 0 && message instanceof Uint8Array) {
+      this.sendWhole(message, length, batch);
+    } else {
+      this.sendParts(message, length, eor, batch, pin);
+    }
+  }
+
+  /**
+   * The common case of {@link sendNow}, small enough to inline into the calls: a whole
+   * unpinned message (`length` > 0), nothing open, copied straight into the queue.
+   */
+  private sendWhole(message: Uint8Array, length: number, batch: boolean): void {
+    const owner = this.owner;
+    const host = owner.host;
+    const q = this.queue;
+    host.enter();
+    try {
+      const start = q.length === 0;
+      q.push(message, length);
+      this.smem += length;
+      this.bytes += length;
+      this.msgs++;
+      if (batch) this.batchPending = true;
+      else if (start || this.batchPending) {
+        this.batchPending = false;
+        host.scheduleTx(owner);
+        if (this.pinHeld.length > 0) this.releasePinned();
+      }
+    } finally {
+      host.leave();
+    }
+  }
+
+  /** {@link sendNow} for parts, an open message, a pinned or an empty one. */
+  private sendParts(message: Message, length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined): void {
     const owner = this.owner;
     const host = owner.host;
     const q = this.queue;
     host.enter();
     try {
       if (length > 0) {
-        if (eor && pin === undefined && q.openLength === 0 && message instanceof Uint8Array) {
-          // The common case: a whole message, copied straight into the queue.
-          const start = q.length === 0;
-          q.push(message, length);
-          this.smem += length;
-          this.bytes += length;
-          this.msgs++;
-          if (batch) this.batchPending = true;
-          else if (start || this.batchPending) {
-            this.batchPending = false;
-            host.scheduleTx(owner);
-            if (this.pinHeld.length > 0) this.releasePinned();
-          }
-          return;
-        }
         q.append(message, length);
         this.smem += length;
         this.bytes += length;

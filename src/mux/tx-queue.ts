@@ -113,6 +113,46 @@ export class TxQueue {
   }
 
   /**
+   * {@link push} for a run of whole messages `messages[from]` to `messages[last]` at most:
+   * copies them back to back into the chunk of the tail segment while each is a
+   * Uint8Array that fits there and fewer than `room` bytes were taken before it (each
+   * message is admitted on its own [T-7]); empty entries are skipped [T-5]. The queue's
+   * counters are updated once for the run. Returns the index of the first entry not
+   * taken (`from` when none was: the caller goes on with {@link push}). Only when no
+   * message is open.
+   */
+  pushRun(messages: readonly (Uint8Array | readonly Uint8Array[])[], from: number, last: number, room: number): number {
+    const seg = this.tail;
+    const chunk = this.chunk;
+    const lens = this.chunkLens;
+    if (seg === undefined || chunk === undefined || lens === undefined) return from;
+    let at = this.chunkAt;
+    let n = this.chunkN;
+    let taken = 0;
+    let i = from;
+    for (; i <= last && taken < room; i++) {
+      const m = messages[i];
+      if (!(m instanceof Uint8Array)) break;
+      const len = m.length;
+      if (len === 0) continue;
+      if (len > CHUNK_MESSAGE_MAX || at + len > CHUNK_SIZE || n === CHUNK_MESSAGES) break;
+      chunk.set(m, at);
+      at += len;
+      lens[n++] = len;
+      taken += len;
+    }
+    const count = n - this.chunkN;
+    if (count > 0) {
+      this.chunkAt = seg.end = at;
+      this.chunkN = n;
+      seg.count += count;
+      this.count += count;
+      this.queued += taken;
+    }
+    return i;
+  }
+
+  /**
    * Copies `length` bytes (`message` is one Uint8Array or the parts of one) onto the open
    * message, opening one if none is. `length` is their total, as the caller counted it.
    */
