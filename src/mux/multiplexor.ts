@@ -209,25 +209,25 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     if (this.txWork.length === 0 && this.pinnedWork.length === 0 && this.toResume.length === 0) {
       // Nothing queued (the common end of a send or a receive burst): no loop, no shifts.
       this.depth = 0;
-      if (!this.flushing && (this.touched.length > 0 || this.pendingErrors.length > 0 || this.pinnedWork.length > 0)) this.flush();
+      if (!this.flushing && (this.touched.length > 0 || this.pendingErrors.length > 0)) this.flush();
       return;
     }
     try {
       for (;;) {
-        const k = this.txWork.shift();
+        const k = this.txWork.length === 0 ? undefined : this.txWork.shift();
         if (k !== undefined) {
           k.txScheduled = false;
           k.txWork();
           continue;
         }
         // [K-4] replies made while messages are delivered go out together after the delivery.
-        const pinned = this.flushing ? undefined : this.pinnedWork.shift();
+        const pinned = this.flushing || this.pinnedWork.length === 0 ? undefined : this.pinnedWork.shift();
         if (pinned !== undefined) {
           pinned.pinnedScheduled = false;
           this.servePinned(pinned);
           continue;
         }
-        const p = this.toResume.shift();
+        const p = this.toResume.length === 0 ? undefined : this.toResume.shift();
         if (p !== undefined) {
           p.resumeRx();
           continue;
@@ -535,7 +535,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
 
   /** @internal [T-13] the psock a socket writes on: its own, else the head of the available list. */
   reserve(k: KcmSocket): Psock | undefined {
-    const p = this.psocksAvail.shift();
+    const p = this.psocksAvail.length === 0 ? undefined : this.psocksAvail.shift();
     if (p !== undefined) {
       p.txKcm = k;
       k.txPsock = p;
@@ -594,7 +594,7 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
       this.schedulePinned(p);
       return;
     }
-    const w = this.txWaiters.shift();
+    const w = this.txWaiters.length === 0 ? undefined : this.txWaiters.shift();
     if (w !== undefined) {
       w.txWait = false;
       p.txKcm = w;
