@@ -113,3 +113,53 @@ test('[T-3] a taken segment keeps receiving new messages as the tail', () => {
   assert.equal(next.buf.subarray(next.start, next.end).toString(), 'm2m3');
   assert.equal(next.lens![next.li], 2);
 });
+
+test('[T-3][T-5][T-7] pushRun copies a run as push would: stops at the room, the chunk end, parts and large messages', () => {
+  const q = new TxQueue();
+  // No tail segment yet: nothing taken, the caller pushes the first one.
+  const first = Buffer.from('first');
+  assert.equal(q.pushRun([first], 0, 0, 100), 0);
+  q.push(first, first.length);
+  const scratch = Buffer.from('abcd');
+  const run = [scratch, Buffer.alloc(0), Buffer.from('efgh'), [Buffer.from('pa'), Buffer.from('rt')], Buffer.from('ijkl')];
+  // [T-5] the empty entry is skipped; parts end the run.
+  assert.equal(q.pushRun(run, 0, run.length - 1, 100), 3);
+  scratch.fill('z'); // [T-3] copied at the call
+  assert.equal(q.length, 3);
+  assert.equal(q.bytes, 13);
+  // [T-7] each message is admitted while fewer than `room` bytes were taken before it.
+  const four = [Buffer.from('1111'), Buffer.from('2222'), Buffer.from('3333')];
+  assert.equal(q.pushRun(four, 0, 2, 5), 2);
+  assert.equal(q.pushRun(four, 0, 2, 0), 0);
+  // A large message ends the run.
+  const big = Buffer.alloc(CHUNK_MESSAGE_MAX + 1, 0x41);
+  assert.equal(q.pushRun([Buffer.from('x'), big], 0, 1, 1 << 20), 1);
+  assert.equal(q.length, 6);
+  assert.deepEqual(takeAll(q), ['first', 'abcd', 'efgh', '1111', '2222', 'x']);
+});
+
+test('[T-3] pushRun stops where the chunk is full; push goes on in the next one, in order', () => {
+  const q = new TxQueue();
+  const msgs: Buffer[] = [];
+  const want: string[] = [];
+  for (let i = 0; i < Math.ceil((2 * CHUNK_SIZE) / 1000); i++) {
+    msgs.push(Buffer.alloc(1000, i & 0xff));
+    want.push(Buffer.alloc(1000, i & 0xff).toString('latin1'));
+  }
+  let i = 0;
+  let pushes = 0;
+  while (i < msgs.length) {
+    const next = q.pushRun(msgs, i, msgs.length - 1, Infinity);
+    if (next > i) {
+      i = next;
+    } else {
+      q.push(msgs[i]!, 1000);
+      pushes++;
+      i++;
+    }
+  }
+  // The first message (no tail) and the first of each later chunk went through push().
+  assert.equal(pushes, 3);
+  assert.equal(q.length, msgs.length);
+  assert.deepEqual(takeAll(q), want);
+});
