@@ -106,14 +106,5 @@ export function skewedSize(r: () => number): number {
   return (r() * 256 * 1024) | 0;
 }
 
-/** mulberry32. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The tests' seeded generator, so a failing soak can be replayed from its seed. */
+export { rng } from '../../helpers/traffic.js';
