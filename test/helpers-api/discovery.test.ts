@@ -4,7 +4,7 @@ import { KcmSocket } from '../../src/index.js';
 import { Requester } from '../../src/helpers/requester.js';
 import type { KcmConnector, EndpointStats } from '../../src/helpers/kcm-connector.js';
 import { formatPrometheus } from '../../src/stats/prometheus.js';
-import { Dnsmasq, dnsmasqSkip } from '../helpers/dnsmasq.js';
+import { Dnsmasq, dnsmasqSkip, type SrvRecord } from '../helpers/dnsmasq.js';
 import { IdServer, idRequest, replyId, replyTag } from '../helpers/id-server.js';
 import { P4, waitFor, sleep } from '../helpers/loopback.js';
 
@@ -57,6 +57,35 @@ function load(requester: Requester, concurrency: number): { stop: () => Promise<
   };
 }
 
+/** `n` servers tagged 1..n on 127.0.0.2.., named s1.kcm.test.., and an SRV record each. */
+async function srvServers(n: number): Promise<{ servers: IdServer[]; hosts: Record<string, string[]>; records: SrvRecord[] }> {
+  const servers = await Promise.all(Array.from({ length: n }, (_, i) => IdServer.start(`127.0.0.${i + 2}`, i + 1)));
+  const hosts: Record<string, string[]> = {};
+  for (let i = 0; i < n; i++) hosts[`s${i + 1}.kcm.test`] = [`127.0.0.${i + 2}`];
+  const records = servers.map((s, i) => ({ name: SRV, target: `s${i + 1}.kcm.test`, port: s.port, priority: 0, weight: 1 }));
+  return { servers, hosts, records };
+}
+
+/** Stops a client and what it talked to. */
+async function closeAll(requester: Requester, connector: KcmConnector, sockets: KcmSocket[], servers: IdServer[], dns?: Dnsmasq): Promise<void> {
+  requester.close();
+  await connector.close();
+  for (const s of sockets) s.close();
+  await Promise.all(servers.map((s) => s.close()));
+  await dns?.stop();
+}
+
+/** Every request of `traffic` answered once, and handled once over all `servers`. */
+function assertExactlyOnce(traffic: ReturnType<typeof load>, servers: IdServer[]): void {
+  const total = traffic.next();
+  assert.equal(traffic.answered.size, total);
+  for (const n of traffic.answered.values()) assert.equal(n, 1);
+  for (let id = 0; id < total; id++) {
+    const seen = servers.reduce((n, s) => n + (s.requests.get(id) ?? 0), 0);
+    assert.equal(seen, 1, `request ${id} handled ${seen} times`);
+  }
+}
+
 test('srv: connections are spread by SRV weight over the lowest priority', { skip }, async () => {
   const servers = await Promise.all([IdServer.start('127.0.0.2', 1), IdServer.start('127.0.0.3', 2), IdServer.start('127.0.0.4', 3), IdServer.start('127.0.0.5', 4)]);
   const dns = await Dnsmasq.start(
@@ -90,18 +119,13 @@ test('srv: connections are spread by SRV weight over the lowest priority', { ski
     const text = formatPrometheus(connector);
     assert.match(text, new RegExp(`kcm_connector_endpoint_connected\\{endpoint="127\\.0\\.0\\.4:${servers[2]!.port}",name="s3\\.kcm\\.test"\\} 3`));
   } finally {
-    requester.close();
-    await connector.close();
-    for (const s of sockets) s.close();
-    await Promise.all(servers.map((s) => s.close()));
-    await dns.stop();
+    await closeAll(requester, connector, sockets, servers, dns);
   }
 });
 
 test('[U-2] srv: a record removed and its server stopped: all traffic moves to the others, no request lost or duplicated', { skip }, async () => {
-  const servers = await Promise.all([IdServer.start('127.0.0.2', 1), IdServer.start('127.0.0.3', 2), IdServer.start('127.0.0.4', 3)]);
-  const records = servers.map((s, i) => ({ name: SRV, target: `s${i + 1}.kcm.test`, port: s.port, priority: 0, weight: 1 }));
-  const dns = await Dnsmasq.start({ 's1.kcm.test': ['127.0.0.2'], 's2.kcm.test': ['127.0.0.3'], 's3.kcm.test': ['127.0.0.4'] }, records);
+  const { servers, hosts, records } = await srvServers(3);
+  const dns = await Dnsmasq.start(hosts, records);
   const { sockets, requester } = client(2);
   const connector = sockets[0]!.connect({ endpoints: `srv:${SRV}`, connections: 2, parser: P4, resolver: dns.resolver(), refreshInterval: 300, closeTimeout: 3000 });
   const drains: string[] = [];
@@ -121,28 +145,18 @@ test('[U-2] srv: a record removed and its server stopped: all traffic moves to t
     // Every request answered exactly once, and handled exactly once by the servers.
     const total = traffic.next();
     assert.ok(total > cut + 50, `requests went on after the cut: ${total - cut}`);
-    assert.equal(traffic.answered.size, total);
-    for (const n of traffic.answered.values()) assert.equal(n, 1);
-    for (let id = 0; id < total; id++) {
-      const seen = servers.reduce((n, s) => n + (s.requests.get(id) ?? 0), 0);
-      assert.equal(seen, 1, `request ${id} handled ${seen} times`);
-    }
+    assertExactlyOnce(traffic, servers);
     for (let id = cut; id < total; id++) assert.notEqual(traffic.tags[id], 3, `request ${id} after the cut went to s3`);
     assert.equal(requester.stats().unmatched, 0);
     assert.equal(connector.connected, 4);
   } finally {
-    requester.close();
-    await connector.close();
-    for (const s of sockets) s.close();
-    await Promise.all(servers.map((s) => s.close()));
-    await dns.stop();
+    await closeAll(requester, connector, sockets, servers, dns);
   }
 });
 
 test('srv: a new SRV record (dnsmasq restarted) brings a new server into rotation within refreshInterval', { skip }, async () => {
-  const servers = await Promise.all([IdServer.start('127.0.0.2', 1), IdServer.start('127.0.0.3', 2), IdServer.start('127.0.0.4', 3)]);
-  const records = servers.map((s, i) => ({ name: SRV, target: `s${i + 1}.kcm.test`, port: s.port, priority: 0, weight: 1 }));
-  const dns = await Dnsmasq.start({ 's1.kcm.test': ['127.0.0.2'], 's2.kcm.test': ['127.0.0.3'], 's3.kcm.test': ['127.0.0.4'] }, records.slice(0, 2));
+  const { servers, hosts, records } = await srvServers(3);
+  const dns = await Dnsmasq.start(hosts, records.slice(0, 2));
   const { sockets, requester } = client(1);
   const REFRESH = 500;
   const connector = sockets[0]!.connect({ endpoints: `srv:${SRV}`, parser: P4, resolver: dns.resolver(), refreshInterval: REFRESH });
@@ -159,11 +173,7 @@ test('srv: a new SRV record (dnsmasq restarted) brings a new server into rotatio
     await Promise.all(calls);
     assert.ok(servers.every((s) => s.handled > 0), `every server takes traffic: ${servers.map((s) => s.handled)}`);
   } finally {
-    requester.close();
-    await connector.close();
-    for (const s of sockets) s.close();
-    await Promise.all(servers.map((s) => s.close()));
-    await dns.stop();
+    await closeAll(requester, connector, sockets, servers, dns);
   }
 });
 
@@ -201,11 +211,7 @@ test('dns: a new A record (addn-hosts + SIGHUP) brings a new server into rotatio
     assert.deepEqual(events, ['+127.0.0.2,127.0.0.3 -', '+127.0.0.4 -', '+ -127.0.0.3']);
     assert.ok(connector.stats().resolutions >= 3);
   } finally {
-    requester.close();
-    await connector.close();
-    for (const s of sockets) s.close();
-    await Promise.all([a.close(), b.close(), c.close()]);
-    await dns.stop();
+    await closeAll(requester, connector, sockets, [a, b, c], dns);
   }
 });
 
@@ -252,10 +258,7 @@ test('maxConnectionAge under load: connections replaced one at a time, zero requ
     const traffic = load(requester, 64);
     await waitFor(() => connector.stats().replaced >= 8, 20000, '8 replacements');
     await traffic.stop();
-    const total = traffic.next();
-    assert.equal(traffic.answered.size, total);
-    for (const n of traffic.answered.values()) assert.equal(n, 1);
-    for (let id = 0; id < total; id++) assert.equal(server.requests.get(id), 1, `request ${id}`);
+    assertExactlyOnce(traffic, [server]);
     const s = requester.stats();
     assert.equal(s.failures + s.timeouts + s.unmatched, 0);
     assert.ok(connector.stats().drained >= 4);
