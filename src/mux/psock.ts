@@ -3,6 +3,7 @@ import type * as net from 'node:net';
 import { KcmError } from '../errors.js';
 import { StreamParser, type StreamParserStats } from '../parsers/stream-parser.js';
 import type { Parser } from '../parsers/parser.js';
+import { copyPool } from './copy-pool.js';
 import { Fifo } from './fifo.js';
 import { notTcpOnceConnected } from './transport-check.js';
 import type { KcmSocket } from './kcm-socket.js';
@@ -347,6 +348,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
       const run = newRun(owner, seg.buf, msgStart + done, msgStart + done + piece, last ? 1 : 0, undefined, 0);
       run.msgStart = msgStart;
       run.own = t.writableLength === 0;
+      run.pooled = last && seg.pooled;
       this.txBytes += piece;
       if (last) {
         q.takeHead();
@@ -481,6 +483,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
       const runs = this.runs;
       for (let i = first; i < runs.length; i++) {
         const run = runs.at(i)!;
+        run.pooled = false; // a restart may take its bytes
         if (run.count === 0) continue;
         if (run.own) this.restart(run, false, true);
         else this.txUncertain += run.count;
@@ -501,10 +504,16 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
    * piling up records.
    */
   private settle(): void {
-    const runs = this.runs.length;
-    if (runs === 0) return;
-    this.staleCallbacks += runs;
-    this.runs.skip(runs);
+    const runs = this.runs;
+    const n = runs.length;
+    if (n === 0) return;
+    // The copies of large messages written whole are free again.
+    for (let i = 0; i < n; i++) {
+      const run = runs.at(i)!;
+      if (run.pooled) copyPool.give(run.buf);
+    }
+    this.staleCallbacks += n;
+    runs.skip(n);
   }
 
   /** The staged messages never reached the transport: they restart elsewhere [T-16]. */
@@ -559,7 +568,13 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
       return;
     }
     const run = this.runs.shift();
-    if (run === undefined || err === null || err === undefined || run.count === 0) return;
+    if (run === undefined) return;
+    if (err === null || err === undefined) {
+      // Written whole: nothing refers to its copy any more.
+      if (run.pooled) copyPool.give(run.buf);
+      return;
+    }
+    if (run.count === 0) return;
     const code = (err as NodeJS.ErrnoException).code ?? '';
     // Bytes that never left the process restart even after unattach: the transport was
     // destroyed or ended before writing them, so nobody can have them.
@@ -587,12 +602,17 @@ interface TxRun {
   li: number;
   msgStart: number;
   own: boolean;
+  /**
+   * The last piece of a large message copied into a buffer of the copy pool: `buf` goes
+   * back to the pool once this write completes without error.
+   */
+  pooled: boolean;
   /** A pinned message [K-3], which is dropped rather than restarted [K-6]. */
   msg: TxMessage | undefined;
 }
 
 function newRun(owner: KcmSocket, buf: Buffer, start: number, end: number, count: number, lens: Uint16Array | undefined, li: number): TxRun {
-  return { owner, buf, start, end, count, lens, li, msgStart: start, own: false, msg: undefined };
+  return { owner, buf, start, end, count, lens, li, msgStart: start, own: false, pooled: false, msg: undefined };
 }
 
 function psockOnWritten(psock: Psock, err?: Error | null): void {

@@ -5,7 +5,8 @@
  * Small messages are copied back to back into a shared 64 KiB chunk, so that the
  * messages of a burst lie next to each other and go to the transport as one write; their
  * lengths go into a typed array beside the chunk. A larger message is copied into a
- * buffer of its own. The queue is a list of segments, each a run of whole messages lying
+ * buffer of its own, taken from the copy pool (`CopyPool`) and given back by the psock
+ * that wrote it whole. The queue is a list of segments, each a run of whole messages lying
  * back to back in one buffer: queueing a small message writes its bytes and one length,
  * and a transport takes a whole segment at once, so there is no object, array or promise
  * per message. A chunk is never written over: a later message takes the bytes after it,
@@ -16,6 +17,7 @@
  * run of bytes behind the last complete message, never handed to a transport before it
  * is complete.
  */
+import { copyPool } from './copy-pool.js';
 import { Fifo } from './fifo.js';
 import type { PsockRef } from './psock.js';
 
@@ -45,6 +47,11 @@ export interface TxSegment {
   li: number;
   /** The psock its one message is pinned to [K-3] (a worker's queue carries them in call order). */
   pin: PsockRef | undefined;
+  /**
+   * `buf` is a large message's copy from the {@link copyPool}, given back once written
+   * whole (never set on a restarted message [T-16]: an earlier attempt may still hold it).
+   */
+  pooled: boolean;
 }
 
 export class TxQueue {
@@ -92,9 +99,10 @@ export class TxQueue {
    */
   push(message: Uint8Array, len: number): void {
     if (len > CHUNK_MESSAGE_MAX) {
-      const buf = Buffer.allocUnsafe(len);
+      // A buffer of its own, used again once written (see CopyPool).
+      const buf = copyPool.take(len);
       buf.set(message, 0);
-      this.pushOwn(buf, 0, len);
+      this.pushOwn(buf, 0, len, true);
       return;
     }
     let seg = this.tail;
@@ -304,6 +312,9 @@ export class TxQueue {
 
   /** [T-11 step 1, T-16] the head message restarts from byte 0. */
   rewindHead(): void {
+    // Pieces of it went to the transport it leaves, which may still hold them: its copy
+    // is never given back to the pool.
+    if (this.headWritten > 0) this.head()!.pooled = false;
     this.headWritten = 0;
   }
 
@@ -313,7 +324,7 @@ export class TxQueue {
    */
   insert(at: number, buf: Buffer, start: number, len: number): void {
     const segs = this.segs;
-    const seg: TxSegment = { buf, start, end: start + len, count: 1, lens: undefined, li: 0, pin: undefined };
+    const seg: TxSegment = { buf, start, end: start + len, count: 1, lens: undefined, li: 0, pin: undefined, pooled: false };
     // The segment index where `at` messages lie before it, splitting a segment if needed.
     let i = 0;
     let before = 0;
@@ -324,7 +335,7 @@ export class TxQueue {
         const k = at - before;
         let bytes = 0;
         for (let j = 0; j < k; j++) bytes += s.lens![s.li + j]!;
-        const rest: TxSegment = { buf: s.buf, start: s.start + bytes, end: s.end, count: s.count - k, lens: s.lens, li: s.li + k, pin: undefined };
+        const rest: TxSegment = { buf: s.buf, start: s.start + bytes, end: s.end, count: s.count - k, lens: s.lens, li: s.li + k, pin: undefined, pooled: false };
         s.end = s.start + bytes;
         s.count = k;
         if (this.tail === s) this.tail = rest;
@@ -355,9 +366,9 @@ export class TxQueue {
     this.tail = undefined;
   }
 
-  /** Queues one whole message that has a buffer of its own. */
-  private pushOwn(buf: Buffer, start: number, len: number): void {
-    this.segs.push({ buf, start, end: start + len, count: 1, lens: undefined, li: 0, pin: undefined });
+  /** Queues one whole message that has a buffer of its own (`pooled`: from the copy pool). */
+  private pushOwn(buf: Buffer, start: number, len: number, pooled = false): void {
+    this.segs.push({ buf, start, end: start + len, count: 1, lens: undefined, li: 0, pin: undefined, pooled });
     this.tail = undefined;
     this.count++;
     this.queued += len;
@@ -373,7 +384,7 @@ export class TxQueue {
 
   /** A new segment in the chunk from `start`, at the end of the queue. */
   private newTail(start: number): TxSegment {
-    const seg: TxSegment = { buf: this.chunk!, start, end: start, count: 0, lens: this.chunkLens, li: this.chunkN, pin: undefined };
+    const seg: TxSegment = { buf: this.chunk!, start, end: start, count: 0, lens: this.chunkLens, li: this.chunkN, pin: undefined, pooled: false };
     this.segs.push(seg);
     this.tail = seg;
     return seg;

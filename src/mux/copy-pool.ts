@@ -1,0 +1,93 @@
+/**
+ * The buffers large messages are copied into at the call [T-3 step 4], used again once
+ * their transport has taken them.
+ *
+ * A fresh buffer per large message costs more than its copy: an allocation outside the
+ * JS heap, pages the kernel maps in on first touch, and garbage collection driven by
+ * external memory. So a buffer whose message was written whole by its transport (its
+ * last write completed without error, so no restart [T-16] can need its bytes) comes
+ * back here, and the next large message of about its size is copied into it while it is
+ * still warm in the cache.
+ *
+ * Bounded: buffers of up to {@link POOL_BUFFER_MAX} bytes, in size classes a quarter of a
+ * power of two apart (a message uses at least four fifths of its buffer), at most
+ * {@link POOL_PER_CLASS} free ones per class and {@link POOL_BYTES_MAX} bytes free in all;
+ * anything beyond is left to the garbage collector. One pool per thread.
+ */
+
+/** Largest buffer kept for reuse. */
+export const POOL_BUFFER_MAX = 1024 * 1024;
+/** Free buffers kept per size class. */
+export const POOL_PER_CLASS = 8;
+/** Free bytes kept in all. */
+export const POOL_BYTES_MAX = 4 * 1024 * 1024;
+
+/** The size of the class a buffer for `len` bytes comes from (`len` ≤ {@link POOL_BUFFER_MAX}). */
+export function poolClassSize(len: number): number {
+  if (len <= 4096) return 4096;
+  // 2^k < len ≤ 2^(k+1): steps of 2^k / 4.
+  const step = 2 ** (31 - Math.clz32(len - 1)) / 4;
+  return Math.ceil(len / step) * step;
+}
+
+export class CopyPool {
+  /** Free buffers by class size. */
+  private readonly free = new Map<number, Buffer[]>();
+  private freeBytes = 0;
+
+  /** Buffers handed out that were reused rather than allocated (a counter for tests and benchmarks). */
+  reused = 0;
+  /** Buffers handed out that were allocated. */
+  allocated = 0;
+
+  /** Bytes of free buffers held. */
+  get bytes(): number {
+    return this.freeBytes;
+  }
+
+  /**
+   * A buffer for a message of `len` bytes: at least that long (the message is its first
+   * `len` bytes), its contents undefined. Only a buffer from here may be {@link give}n back.
+   */
+  take(len: number): Buffer {
+    if (len > POOL_BUFFER_MAX) {
+      this.allocated++;
+      return Buffer.allocUnsafe(len);
+    }
+    const size = poolClassSize(len);
+    const list = this.free.get(size);
+    if (list !== undefined && list.length > 0) {
+      this.freeBytes -= size;
+      this.reused++;
+      return list.pop()!;
+    }
+    this.allocated++;
+    return Buffer.allocUnsafeSlow(size);
+  }
+
+  /**
+   * Gives back a buffer from {@link take} that nothing refers to any more; kept when its
+   * class and the pool have room, else left to the garbage collector.
+   */
+  give(buf: Buffer): void {
+    const size = buf.length;
+    if (size > POOL_BUFFER_MAX || this.freeBytes + size > POOL_BYTES_MAX) return;
+    let list = this.free.get(size);
+    if (list === undefined) {
+      list = [];
+      this.free.set(size, list);
+    }
+    if (list.length >= POOL_PER_CLASS) return;
+    list.push(buf);
+    this.freeBytes += size;
+  }
+
+  /** Drops every free buffer. */
+  clear(): void {
+    this.free.clear();
+    this.freeBytes = 0;
+  }
+}
+
+/** The pool of this thread. */
+export const copyPool = new CopyPool();

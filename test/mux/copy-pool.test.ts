@@ -1,0 +1,104 @@
+/**
+ * The copy pool: the buffers large messages are copied into at the call [T-3 step 4] are
+ * used again once their transport has taken them whole, never earlier. Unit tests of the
+ * pool, and loopback tests where a reused buffer given back too early would change bytes
+ * still on their way out.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KcmSocket } from '../../src/index.js';
+import { CopyPool, POOL_BUFFER_MAX, POOL_BYTES_MAX, POOL_PER_CLASS, copyPool, poolClassSize } from '../../src/mux/copy-pool.js';
+import { FrameReader, P4, closeAll, tcpPair, waitFor } from '../helpers/loopback.js';
+import { waitStalled } from '../helpers/traffic.js';
+
+after(closeAll);
+
+function frameInto(scratch: Buffer, size: number, fill: number): Buffer {
+  scratch.writeUInt32BE(size, 0);
+  scratch.fill(fill, 4, 4 + size);
+  return scratch.subarray(0, 4 + size);
+}
+
+function expected(size: number, fill: number): Buffer {
+  return frameInto(Buffer.allocUnsafe(4 + size), size, fill);
+}
+
+function closeMux(k: KcmSocket): void {
+  for (const s of k.mux.sockets) s.close();
+}
+
+test('size classes: a quarter of a power of two apart, never shorter than the message', () => {
+  assert.equal(poolClassSize(16 * 1024 + 1), 20 * 1024);
+  assert.equal(poolClassSize(64 * 1024), 64 * 1024);
+  assert.equal(poolClassSize(64 * 1024 + 4), 80 * 1024);
+  assert.equal(poolClassSize(POOL_BUFFER_MAX), POOL_BUFFER_MAX);
+  for (let len = 16 * 1024 + 1; len <= POOL_BUFFER_MAX; len += 997) {
+    const size = poolClassSize(len);
+    assert.ok(size >= len && size * 4 <= len * 5 + 4 * 4096, `class of ${len}: ${size}`);
+  }
+});
+
+test('take() reuses a given-back buffer of the class; bounded per class and in all', () => {
+  const pool = new CopyPool();
+  const a = pool.take(70 * 1024);
+  assert.equal(a.length, poolClassSize(70 * 1024));
+  pool.give(a);
+  assert.equal(pool.bytes, a.length);
+  assert.equal(pool.take(65 * 1024), a, 'the same class: the same buffer');
+  assert.equal(pool.bytes, 0);
+  assert.notEqual(pool.take(200 * 1024), a, 'another class: a new buffer');
+  // Per class.
+  const many = Array.from({ length: POOL_PER_CLASS + 3 }, () => pool.take(40 * 1024));
+  for (const b of many) pool.give(b);
+  assert.equal(pool.bytes, POOL_PER_CLASS * many[0]!.length);
+  pool.clear();
+  // In all.
+  const big = Array.from({ length: 2 * POOL_BYTES_MAX / POOL_BUFFER_MAX }, () => pool.take(POOL_BUFFER_MAX));
+  for (const b of big) pool.give(b);
+  assert.ok(pool.bytes <= POOL_BYTES_MAX);
+  // Beyond the largest class: allocated, never kept.
+  const huge = pool.take(POOL_BUFFER_MAX + 1);
+  assert.equal(huge.length, POOL_BUFFER_MAX + 1);
+  pool.clear();
+  pool.give(huge);
+  assert.equal(pool.bytes, 0);
+});
+
+test('[T-3][T-12] large messages copied into reused buffers while earlier ones wait in a stalled transport arrive intact', async (t) => {
+  const k = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
+  t.after(() => closeMux(k));
+  const { local, remote } = await tcpPair();
+  const reader = new FrameReader(remote);
+  const p = k.attach(local, { parser: P4 });
+  const size = 64 * 1024;
+  const scratch = Buffer.alloc(4 + size);
+  const want: Buffer[] = [];
+  // Written whole: their copies go back to the pool.
+  for (let i = 0; i < POOL_PER_CLASS; i++) {
+    await k.send(frameInto(scratch, size, i));
+    want.push(expected(size, i));
+  }
+  await waitFor(() => reader.frames.length === want.length, 10000, 'the first messages');
+  // The peer stops reading: messages pile up in the kernel, then in the transport.
+  remote.pause();
+  let fill = 0x10;
+  const reusedBefore = copyPool.reused;
+  for (let i = 0; i < 4000 && !p.stats().txStalled; i++) {
+    await k.send(frameInto(scratch, size, fill & 0xff));
+    want.push(expected(size, fill++ & 0xff));
+    if (i % 16 === 15) await new Promise((r) => setImmediate(r));
+  }
+  await waitStalled(p);
+  assert.ok(local.writableLength > 0, 'a message waits in the transport');
+  // More messages, copied while the transport still holds earlier copies.
+  for (let i = 0; i < 3 * POOL_PER_CLASS; i++) {
+    await k.send(frameInto(scratch, size, fill & 0xff));
+    want.push(expected(size, fill++ & 0xff));
+    scratch.fill(0xee);
+  }
+  assert.ok(copyPool.reused > reusedBefore, 'copies went into reused buffers');
+  remote.resume();
+  await waitFor(() => reader.frames.length === want.length, 30000, 'every message');
+  assert.equal(reader.partial, 0);
+  for (let i = 0; i < want.length; i++) assert.ok(reader.frames[i]!.equals(want[i]!), `message ${i} as it was at the call`);
+});
