@@ -1,6 +1,7 @@
 import { KcmError, checkInteger, invalidArgType } from '../errors.js';
 import { AbortError } from './abort-error.js';
 import { Fifo } from './fifo.js';
+import { MessageRuns } from './message-runs.js';
 import { badf, checkOptions, checkSignal } from './socket-args.js';
 import { noop } from './noop.js';
 import type { KcmSocket, ReceiveFromResult, ReceiveIntoResult, ReceiveOptions } from './kcm-socket.js';
@@ -35,10 +36,11 @@ interface Reader {
  * whole for another socket [D-3, O-6], or delivered by the socket's endpoint.
  */
 export class ReceiveQueue {
-  /** Whole messages, oldest first. */
-  readonly queue = new Fifo<Buffer>();
-  /** [K-2] the origin of each queued message, in step with {@link queue}: no allocation per message. */
-  readonly origins = new Fifo<PsockRef>();
+  /**
+   * Whole messages, oldest first, each with its origin [K-2]: the messages a psock cut from
+   * one chunk are one run, and become `subarray`s only when read.
+   */
+  readonly queue = new MessageRuns<PsockRef>();
   /** The origin of the message taken last. */
   from: PsockRef | undefined = undefined;
   /** Bytes of queued messages (Rmem) [S-3]. */
@@ -63,6 +65,12 @@ export class ReceiveQueue {
   private readonly readers = new Fifo<Reader>();
   /** The 'message' listeners as last read (wrappers of `once` ones included); undefined once they changed. */
   private listeners: MessageListener[] | undefined = undefined;
+  /**
+   * The only 'message' listener bound to the socket, made when {@link listeners} is read:
+   * a call through it keeps `this` the socket, as emit() does, and can be inlined where a
+   * `call()` of a listener read from a list cannot.
+   */
+  private single: ((message: Buffer, origin: PsockRef) => void) | undefined = undefined;
   private readonly owner: KcmSocket;
   private readonly limit: number;
 
@@ -82,9 +90,40 @@ export class ReceiveQueue {
 
   /** Queues a steered message with its origin [K-2]. */
   enqueue(message: Buffer, origin: PsockRef): void {
-    this.queue.push(message);
-    this.origins.push(origin);
+    this.queue.push(message, origin);
     this.rmem += message.length;
+  }
+
+  /**
+   * Queues, from the run of whole messages cut from `buf` (message `i` ends at `ends[i]`,
+   * message `from` starts at `start`), those from `from` on while there is room [S-3]:
+   * each is taken if the queue is empty or below `receiveBufferSize` before it. Returns the
+   * index of the first message not taken (`to` when all were); `from` when the socket takes
+   * none (disabled or closed).
+   */
+  enqueueRun(buf: Buffer, start: number, ends: Uint32Array, from: number, to: number, origin: PsockRef): number {
+    const owner = this.owner;
+    if (owner.rxDisabled || owner.closed) return from;
+    const rmem = this.rmem;
+    const limit = this.limit;
+    let end = to;
+    // Below the limit before the last message: before every one.
+    if (to - from > 1 && rmem + (ends[to - 2]! - start) >= limit) {
+      let r = rmem;
+      let pos = start;
+      end = from;
+      while (end < to && (r === 0 || r < limit)) {
+        r += ends[end]! - pos;
+        pos = ends[end]!;
+        end++;
+      }
+      if (end === from) return from;
+    } else if (rmem !== 0 && rmem >= limit) {
+      return from;
+    }
+    this.queue.pushRun(buf, start, ends, from, end, origin);
+    this.rmem = rmem + (ends[end - 1]! - start);
+    return end;
   }
 
   /**
@@ -93,22 +132,22 @@ export class ReceiveQueue {
    * Their origins are appended to `origins` [K-2].
    */
   takeAll(keepPartial: boolean, origins: PsockRef[]): Buffer[] {
+    const queue = this.queue;
     let head: Buffer | undefined;
     let headOrigin: PsockRef | undefined;
     if (this.offset > 0) {
-      head = this.queue.shift();
-      headOrigin = this.origins.shift();
+      head = queue.shift();
+      headOrigin = queue.origin;
       if (!keepPartial) {
-        this.rmem -= head!.length;
+        this.rmem -= head.length;
         head = undefined;
         this.offset = 0;
       }
     }
-    const all = this.queue.drain();
-    for (const o of this.origins.drain()) origins.push(o);
+    const all: Buffer[] = [];
+    queue.drain(all, origins);
     if (head !== undefined) {
-      this.queue.push(head);
-      this.origins.push(headOrigin!);
+      queue.push(head, headOrigin!);
       this.rmem = head.length;
     } else {
       this.rmem = 0;
@@ -207,17 +246,50 @@ export class ReceiveQueue {
     const queue = this.queue;
     while (queue.length > 0 && !this.paused && !owner.closed) {
       let fns = this.listeners;
-      if (fns === undefined) fns = this.listeners = owner.rawListeners('message') as MessageListener[];
+      if (fns === undefined) {
+        fns = this.listeners = owner.rawListeners('message') as MessageListener[];
+        this.single = fns.length === 1 ? fns[0]!.bind(owner) : undefined;
+      }
       const n = fns.length;
       if (n === 0) break;
-      // [K-2] the origin travels as the second argument.
-      const message = this.dequeue();
       if (n === 1) {
-        fns[0]!.call(owner, message, this.from!);
-      } else {
-        for (let i = 0; i < n; i++) fns[i]!.call(owner, message, this.from!);
+        // One listener: a tight loop until the queue empties or the listener changes the
+        // state (pause, close, listeners). [K-2] the origin travels as the second argument.
+        this.flowTo(this.single!, fns);
+        continue;
       }
+      const message = this.dequeue();
+      for (let i = 0; i < n; i++) fns[i]!.call(owner, message, this.from!);
     }
+  }
+
+  /**
+   * Flowing delivery to a single listener: message after message until the queue empties
+   * or the listener changes the state (pause, close, the listeners). Each message leaves
+   * the queue, counted, before the listener sees it, so that everything it may call sees
+   * an exact state.
+   */
+  private flowTo(fn: (message: Buffer, origin: PsockRef) => void, fns: MessageListener[]): void {
+    const owner = this.owner;
+    const queue = this.queue;
+    const endpoint = owner.endpoint;
+    do {
+      let message: Buffer;
+      if (this.offset > 0) {
+        message = this.takeHead();
+      } else {
+        message = queue.shift();
+        const len = message.length;
+        this.rmem -= len;
+        this.msgs++;
+        this.bytes += len;
+      }
+      const origin = queue.origin!;
+      this.from = origin;
+      endpoint.taken(owner);
+      if (this.rmem === 0) this.drained();
+      fn(message, origin);
+    } while (queue.length > 0 && !this.paused && !owner.closed && this.listeners === fns);
   }
 
   /** [S-5] the queue emptied: the socket becomes ready again. */
@@ -247,6 +319,7 @@ export class ReceiveQueue {
   /** The socket's 'message' listeners changed. */
   listenersChanged(): void {
     this.listeners = undefined;
+    this.single = undefined;
   }
 
   /** Rejects every waiting receive call (close). */
@@ -265,9 +338,17 @@ export class ReceiveQueue {
   }
 
   private dequeueMany(max: number): Buffer[] {
-    const n = Math.min(max, this.queue.length);
+    const queue = this.queue;
+    const n = Math.min(max, queue.length);
     const out: Buffer[] = new Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.takeHead();
+    let i = 0;
+    if (this.offset > 0) out[i++] = this.takeHead();
+    // Whole messages: counted once for the batch [ST-1].
+    const bytes = queue.takeInto(out, i, n - i);
+    this.rmem -= bytes;
+    this.bytes += bytes;
+    this.msgs += n - i;
+    this.from = queue.origin;
     this.owner.endpoint.taken(this.owner);
     if (this.rmem === 0) this.drained();
     return out;
@@ -275,30 +356,36 @@ export class ReceiveQueue {
 
   /** Takes the head message (the rest of it, after a partial read) and counts it [ST-1]. */
   private takeHead(): Buffer {
-    let message = this.queue.shift()!;
-    this.from = this.origins.shift();
-    this.rmem -= message.length;
+    const queue = this.queue;
+    let message: Buffer;
     if (this.offset > 0) {
-      message = message.subarray(this.offset);
+      this.rmem -= queue.headLength();
+      message = queue.shift(this.offset);
       this.offset = 0;
+    } else {
+      message = queue.shift();
+      this.rmem -= message.length;
     }
+    this.from = queue.origin;
     this.msgs++;
     this.bytes += message.length;
     return message;
   }
 
   private readInto(target: Uint8Array): ReceiveIntoResult {
-    const message = this.queue.peek()!;
-    const start = this.offset;
-    const rest = message.length - start;
+    const queue = this.queue;
+    const buf = queue.headBuffer()!;
+    const first = queue.headStart();
+    const end = queue.headEnd();
+    const start = first + this.offset;
+    const rest = end - start;
     const bytes = Math.min(rest, target.length);
-    message.copy(target, 0, start, start + bytes);
+    buf.copy(target, 0, start, start + bytes);
     this.bytes += bytes;
     if (bytes === rest || this.owner.type === 'dgram') {
       // [R-5] whole rest read, or [R-4] DGRAM: the rest is discarded.
-      this.queue.shift();
-      this.from = this.origins.shift();
-      this.rmem -= message.length;
+      this.rmem -= queue.discard();
+      this.from = queue.origin;
       this.offset = 0;
       this.msgs++;
       this.owner.endpoint.taken(this.owner);
@@ -306,7 +393,7 @@ export class ReceiveQueue {
       return { bytes, eor: true, truncated: bytes < rest };
     }
     // [R-6, X-2] SEQPACKET: the rest stays at the head.
-    this.offset = start + bytes;
+    this.offset += bytes;
     this.owner.endpoint.taken(this.owner);
     return { bytes, eor: false, truncated: false };
   }

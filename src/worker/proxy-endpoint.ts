@@ -118,13 +118,13 @@ export class ProxyEndpoint implements SocketEndpoint {
   deliver(sock: KcmSocket): void {
     const queue = sock.rx.queue;
     if (queue.length === 0 || this.sock === undefined || sock.closed) return;
-    const messages = queue.drain();
-    const origins = sock.rx.origins.drain();
+    const messages: Buffer[] = [];
+    const origins: PsockRef[] = [];
+    // The bytes stay counted (rmem) until read there.
+    const bytes = queue.drain(messages, origins);
     const ids: number[] = new Array(origins.length);
-    let bytes = 0;
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!;
-      bytes += m.length;
       this.inflight.push(m);
       this.inflightOrigins.push(origins[i]!);
       ids[i] = origins[i]!.id;
@@ -291,13 +291,7 @@ export class ProxyEndpoint implements SocketEndpoint {
       for (const m of all) this.inflight.push(m);
       for (const o of allOrigins) this.inflightOrigins.push(o);
       for (const m of moved) rx.rmem -= m.length;
-      if (disable) {
-        for (const m of rx.queue.drain()) {
-          rx.rmem -= m.length;
-          moved.push(m);
-        }
-        for (const o of rx.origins.drain()) movedOrigins.push(o);
-      }
+      if (disable) rx.rmem -= rx.queue.drain(moved, movedOrigins);
       mux.requeue(moved, movedOrigins);
       if (rx.rmem === 0) mux.socketReady(sock);
     } finally {
