@@ -452,6 +452,47 @@ export class Multiplexor extends EventEmitter<MultiplexorEvents> {
     return false;
   }
 
+  /**
+   * @internal [S-1, S-2] {@link steer} for `count` whole messages cut from one chunk
+   * (message `i` ends at `ends[i]`, the first starts at `start`), with the same outcome as
+   * steering them one by one: the bound socket takes them while it has room [S-3], then
+   * the next waiters in turn. Returns how many were taken; when fewer than `count`,
+   * nobody could take the next one and the psock holds it [S-4].
+   */
+  steerRun(p: Psock, chunk: Buffer, start: number, ends: Uint32Array, count: number): number {
+    let i = 0;
+    let k = p.rxKcm;
+    if (k !== undefined) {
+      i = k.rx.enqueueRun(chunk, start, ends, 0, count, p);
+      if (i > 0) this.touch(k);
+      if (i === count) return count;
+      // [S-1 step 4] full: unbind without putting it back on the waiters.
+      p.rxKcm = undefined;
+      k.rxPsock = undefined;
+    }
+    const waiters = this.rxWaiters;
+    while (waiters.length > 0) {
+      k = waiters.shift()!;
+      k.rxWait = false;
+      const from = i;
+      i = k.rx.enqueueRun(chunk, from === 0 ? start : ends[from - 1]!, ends, from, count, p);
+      if (i === from) continue;
+      this.touch(k);
+      if (i === count) {
+        // [S-2] bound for the rest of the burst.
+        p.rxKcm = k;
+        k.rxPsock = p;
+        return count;
+      }
+      // Full before the end of the run [S-1 step 4]: the next message goes to the next waiter.
+    }
+    // [S-1 step 3] nobody can take it.
+    p.ready = true;
+    this.psocksReady.push(p);
+    p.transport.pause();
+    return i;
+  }
+
   /** @internal [S-2] end of a receive burst: the bound socket goes back to the waiters. */
   endBurst(p: Psock): void {
     const k = p.rxKcm;

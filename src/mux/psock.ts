@@ -262,6 +262,11 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
     return this.mux.steer(this, message);
   }
 
+  /** @internal [StreamParserSink] whole messages cut from one chunk: steered as a run [S-1, S-2]. */
+  onRun(chunk: Buffer, start: number, ends: Uint32Array, count: number): number {
+    return this.mux.steerRun(this, chunk, start, ends, count);
+  }
+
   /** @internal [StreamParserSink] the stream cannot be parsed [P-8]. */
   onError(error: KcmError): void {
     this.mux.psockFailed(this, error);

@@ -9,6 +9,15 @@ export interface StreamParserSink {
    * nothing further and waits for {@link StreamParser.resume} [S-4].
    */
   onMessage(message: Buffer): boolean;
+  /**
+   * Whole messages cut back to back from one chunk [P-5], handed at once rather than one
+   * {@link onMessage} each: message `i` (0 to `count - 1`) ends at `ends[i]`, the first
+   * starts at `start`, each other where the one before it ends. `ends` is the parser's and
+   * is overwritten after the call. Returns how many messages, from the first, were taken;
+   * fewer than `count` refuses the next one, as {@link onMessage} returning false does.
+   * Optional: without it each message goes to {@link onMessage}.
+   */
+  onRun?(chunk: Buffer, start: number, ends: Uint32Array, count: number): number;
   /** The stream cannot be parsed any further [P-8]. Called at most once. */
   onError(error: KcmError): void;
 }
@@ -37,6 +46,9 @@ export interface StreamParserStats {
 }
 
 const ESTRPIPE = errnos.ESTRPIPE;
+
+/** Whole messages of one chunk handed to the sink at once, at most. */
+const RUN_MAX = 1024;
 
 /**
  * Cuts a byte stream into whole messages with a {@link Parser}, as Linux's strparser does
@@ -78,6 +90,9 @@ export class StreamParser {
   /** The buffer of final size a spanning message is copied into. */
   private body: Buffer | undefined = undefined;
   private timer: NodeJS.Timeout | undefined = undefined;
+
+  /** The ends of the whole messages of a run, reused from run to run. */
+  private readonly ends = new Uint32Array(RUN_MAX);
 
   private held: Buffer | undefined = undefined;
   /** Set when a message is refused, cleared by a successful {@link resume} [S-4]. */
@@ -335,7 +350,7 @@ export class StreamParser {
   }
 
   /**
-   * The hot path for lengthField parsers [P-5]: delivers, as subarrays, the whole messages
+   * The hot path for lengthField parsers [P-5]: hands out, in runs, the whole messages
    * that start at `pos` and end inside `chunk`. Stops at the first message that is not
    * whole or not valid, leaving it to the general path (which reads its length again and
    * reports any error), and returns its position; returns -1 once paused or stopped.
@@ -346,44 +361,90 @@ export class StreamParser {
     const { headerSize, offset, size, little, adjust } = layout;
     // A length above either maximum is an error: leave it to the general path.
     const limit = Math.min(layout.max, this.maxMessageSize);
-    const sink = this.sink;
-    while (end - pos >= headerSize) {
-      // readLength() inlined for sizes 1 to 4: one branch on constants, plain byte loads.
-      const at = pos + offset;
-      let len: number;
-      if (size === 4) {
-        len = little
-          ? chunk[at + 3]! * 0x1000000 + ((chunk[at + 2]! << 16) | (chunk[at + 1]! << 8) | chunk[at]!)
-          : chunk[at]! * 0x1000000 + ((chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!);
-      } else if (size === 2) {
-        len = little ? chunk[at]! | (chunk[at + 1]! << 8) : (chunk[at]! << 8) | chunk[at + 1]!;
-      } else if (size === 1) {
-        len = chunk[at]!;
-      } else if (size === 3) {
-        len = little
-          ? chunk[at]! | (chunk[at + 1]! << 8) | (chunk[at + 2]! << 16)
-          : (chunk[at]! << 16) | (chunk[at + 1]! << 8) | chunk[at + 2]!;
-      } else {
-        // Size 8: readLength() bounds the 64-bit value; a negative (error) stays below headerSize.
-        len = readLength(layout, chunk, pos) - adjust;
-      }
-      len += adjust;
-      if (len > limit || len > end - pos || len < headerSize) break;
-      this.rxBytes += len;
-      this.rxMsgs++;
-      const message = chunk.subarray(pos, pos + len);
-      pos += len;
-      if (!sink.onMessage(message)) {
-        if (!this.stopped) {
-          this.held = message;
-          this.holding = true;
-          this.holdRest(chunk, pos);
+    const ends = this.ends;
+    let start = pos;
+    let n = 0;
+    for (;;) {
+      let len = 0;
+      if (end - pos >= headerSize) {
+        // readLength() inlined for sizes 1 to 4: one branch on constants, plain byte loads.
+        const at = pos + offset;
+        if (size === 4) {
+          len = little
+            ? chunk[at + 3]! * 0x1000000 + ((chunk[at + 2]! << 16) | (chunk[at + 1]! << 8) | chunk[at]!)
+            : chunk[at]! * 0x1000000 + ((chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!);
+        } else if (size === 2) {
+          len = little ? chunk[at]! | (chunk[at + 1]! << 8) : (chunk[at]! << 8) | chunk[at + 1]!;
+        } else if (size === 1) {
+          len = chunk[at]!;
+        } else if (size === 3) {
+          len = little
+            ? chunk[at]! | (chunk[at + 1]! << 8) | (chunk[at + 2]! << 16)
+            : (chunk[at]! << 16) | (chunk[at + 1]! << 8) | chunk[at + 2]!;
+        } else {
+          // Size 8: readLength() bounds the 64-bit value; a negative (error) stays below headerSize.
+          len = readLength(layout, chunk, pos) - adjust;
         }
-        return -1;
+        len += adjust;
+        if (len > limit || len > end - pos || len < headerSize) len = 0;
       }
-      if (this.stopped) return -1;
+      if (len !== 0 && n < RUN_MAX) {
+        pos += len;
+        ends[n++] = pos;
+        continue;
+      }
+      if (n > 0) {
+        if (this.handRun(chunk, start, n) < 0) return -1;
+        start = pos;
+        n = 0;
+        if (len !== 0) continue;
+      }
+      return pos;
     }
-    return pos;
+  }
+
+  /**
+   * Hands the `n` whole messages of {@link ends} (the first at `start`) to the sink and
+   * counts them; a refused one is held and the rest of the chunk waits [S-4]. Returns -1
+   * once paused or stopped.
+   */
+  private handRun(chunk: Buffer, start: number, n: number): number {
+    const ends = this.ends;
+    const sink = this.sink;
+    const stop = ends[n - 1]!;
+    this.rxMsgs += n;
+    this.rxBytes += stop - start;
+    const taken = sink.onRun !== undefined ? sink.onRun(chunk, start, ends, n) : this.handEach(chunk, start, n);
+    if (taken >= n && !this.stopped) return 0;
+    if (this.stopped) {
+      // Counted only up to the message during which the sink stopped the parser.
+      const kept = Math.min(taken, n);
+      this.rxMsgs -= n - kept;
+      this.rxBytes -= stop - (kept === 0 ? start : ends[kept - 1]!);
+      return -1;
+    }
+    // [S-4] message `taken` is held (and counted); those after it wait unparsed.
+    const heldEnd = ends[taken]!;
+    this.rxMsgs -= n - taken - 1;
+    this.rxBytes -= stop - heldEnd;
+    this.held = chunk.subarray(taken === 0 ? start : ends[taken - 1]!, heldEnd);
+    this.holding = true;
+    this.holdRest(chunk, heldEnd);
+    return -1;
+  }
+
+  /** A run to a sink without {@link StreamParserSink.onRun}: one message at a time. */
+  private handEach(chunk: Buffer, start: number, n: number): number {
+    const ends = this.ends;
+    const sink = this.sink;
+    let pos = start;
+    for (let i = 0; i < n; i++) {
+      const end = ends[i]!;
+      if (!sink.onMessage(chunk.subarray(pos, end))) return this.stopped ? i + 1 : i;
+      if (this.stopped) return i + 1;
+      pos = end;
+    }
+    return n;
   }
 
   /** [P-3] the parser needs more: all of the chunk is consumed into the message. */

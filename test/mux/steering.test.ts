@@ -94,6 +94,46 @@ test('[S-1 step 4][S-3] a full socket is skipped: the next burst goes to the nex
   }
 });
 
+test('[S-1 step 4][S-3] a burst larger than a socket\'s room: each socket takes while below its limit, the next waiter the rest', async () => {
+  const { local, remote } = await tcpPair();
+  const k0 = KcmSocket.create({ receiveBufferSize: 30 });
+  const k1 = k0.clone();
+  const k2 = k0.clone();
+  try {
+    const psock = k0.attach(local, { parser: P4 });
+    // 9 messages of 12 bytes in one write: each socket takes 3 (0, 12, 24 bytes before each).
+    remote.write(numberedRun(0, 9));
+    await waitFor(() => queued(k0) + queued(k1) + queued(k2) === 9, 5000, 'the burst');
+    assert.deepEqual(drainNumbers(k0), [0, 1, 2]);
+    assert.deepEqual(drainNumbers(k1), [3, 4, 5]);
+    assert.deepEqual(drainNumbers(k2), [6, 7, 8]);
+    assert.equal(psock.stats().rxPaused, false);
+    assert.equal(psock.stats().rxMsgs, 9);
+  } finally {
+    k2.close();
+    k1.close();
+    k0.close();
+  }
+});
+
+test('[S-4][S-3] a burst larger than every socket\'s room: the first message nobody takes is held, the rest follow in order', async () => {
+  const { local, remote } = await tcpPair();
+  const k0 = KcmSocket.create({ receiveBufferSize: 30 });
+  try {
+    const psock = k0.attach(local, { parser: P4 });
+    remote.write(numberedRun(0, 10));
+    await waitFor(() => psock.stats().rxPaused, 5000, 'the psock to hold a message');
+    assert.equal(queued(k0), 3);
+    assert.equal(psock.stats().rxMsgs, 4, 'three queued and one held');
+    const got: number[] = [];
+    while (got.length < 10) got.push(numberOf(await k0.receive({ signal: AbortSignal.timeout(5000) })));
+    assert.deepEqual(got, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(psock.stats().rxMsgs, 10);
+  } finally {
+    k0.close();
+  }
+});
+
 test('[S-3][X-9] an empty socket accepts a message larger than its receiveBufferSize', async () => {
   const { local, remote } = await tcpPair();
   const k = KcmSocket.create({ receiveBufferSize: 100 });

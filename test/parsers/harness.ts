@@ -4,7 +4,7 @@
  */
 import type { KcmError } from '../../src/errors.js';
 import type { Parser } from '../../src/parsers/parser.js';
-import { StreamParser, type StreamParserStats } from '../../src/parsers/stream-parser.js';
+import { StreamParser, type StreamParserSink, type StreamParserStats } from '../../src/parsers/stream-parser.js';
 
 export interface Recorder {
   sp: StreamParser;
@@ -21,27 +21,41 @@ export interface RunResult {
   stats: StreamParserStats;
 }
 
-/** A new stream parser whose sink records messages and errors; `accept` decides refusals. */
+/**
+ * A new stream parser whose sink records messages and errors; `accept` decides refusals.
+ * The sink takes runs of whole messages (`onRun`), each message of a run recorded and
+ * offered to `accept` in turn, as a multiplexor steers them; with `perMessage` it has only
+ * `onMessage`.
+ */
 export function recorder(
   parser: Parser,
-  options: { maxMessageSize?: number; assemblyTimeout?: number; accept?: (message: Buffer) => boolean } = {},
+  options: { maxMessageSize?: number; assemblyTimeout?: number; accept?: (message: Buffer) => boolean; perMessage?: boolean } = {},
 ): Recorder {
   const rec: Recorder = { sp: undefined as unknown as StreamParser, messages: [], raw: [], errors: [] };
   const accept = options.accept;
-  rec.sp = new StreamParser(
-    { parser, maxMessageSize: options.maxMessageSize ?? 8 * 1024 * 1024, assemblyTimeout: options.assemblyTimeout ?? 0 },
-    {
-      onMessage(message) {
-        if (accept !== undefined && !accept(message)) return false;
-        rec.raw.push(message);
-        rec.messages.push(Buffer.from(message));
-        return true;
-      },
-      onError(error) {
-        rec.errors.push(error);
-      },
+  const onMessage = (message: Buffer): boolean => {
+    if (accept !== undefined && !accept(message)) return false;
+    rec.raw.push(message);
+    rec.messages.push(Buffer.from(message));
+    return true;
+  };
+  const sink: StreamParserSink = {
+    onMessage,
+    onError(error) {
+      rec.errors.push(error);
     },
-  );
+  };
+  if (options.perMessage !== true) {
+    sink.onRun = (chunk, start, ends, count) => {
+      let pos = start;
+      for (let i = 0; i < count; i++) {
+        if (!onMessage(chunk.subarray(pos, ends[i]))) return i;
+        pos = ends[i]!;
+      }
+      return count;
+    };
+  }
+  rec.sp = new StreamParser({ parser, maxMessageSize: options.maxMessageSize ?? 8 * 1024 * 1024, assemblyTimeout: options.assemblyTimeout ?? 0 }, sink);
   return rec;
 }
 

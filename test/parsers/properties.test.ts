@@ -167,7 +167,7 @@ describe('stream parser properties', () => {
     );
   });
 
-  test('[S-4] refusing any messages and resuming keeps every message, once, in order', () => {
+  for (const perMessage of [false, true]) test(`[S-4] refusing any messages and resuming keeps every message, once, in order (${perMessage ? 'one by one' : 'runs'})`, () => {
     fc.assert(
       fc.property(framingArb, cutsArb, fc.array(fc.boolean(), { maxLength: 40 }), fc.boolean(), (f, cuts, refusals, take) => {
         const messages = messagesOf(f);
@@ -180,7 +180,7 @@ describe('stream parser properties', () => {
           log.push(m.toString('hex'));
           return true;
         };
-        const rec = recorder(lengthField(f.spec), { accept });
+        const rec = recorder(lengthField(f.spec), { accept, perMessage });
         const drain = (): void => {
           while (rec.sp.paused) {
             if (take) {

@@ -564,3 +564,118 @@ describe('stream parser: hold and resume', () => {
     assert.equal(sp.done, true);
   });
 });
+
+describe('stream parser: runs of whole messages', () => {
+  /** A sink taking runs: records each run's messages and takes up to `room` messages in all. */
+  function runSink(room: number): { sp: StreamParser; runs: string[][]; held: () => string | undefined } {
+    const runs: string[][] = [];
+    let left = room;
+    const sp: StreamParser = new StreamParser(
+      { parser: P4, maxMessageSize: 1 << 20 },
+      {
+        onMessage(m) {
+          if (left === 0) return false;
+          left--;
+          runs.push([m.toString('hex')]);
+          return true;
+        },
+        onRun(chunk, start, ends, count) {
+          const taken = Math.min(count, left);
+          const got: string[] = [];
+          let pos = start;
+          for (let i = 0; i < taken; i++) {
+            got.push(chunk.subarray(pos, ends[i]).toString('hex'));
+            pos = ends[i]!;
+          }
+          left -= taken;
+          if (taken > 0) runs.push(got);
+          return taken;
+        },
+        onError() {},
+      },
+    );
+    return { sp, runs, held: () => sp.takeHeld()?.toString('hex') };
+  }
+
+  test('[P-5] the whole messages of one chunk go to the sink as one run, each a range of the chunk', () => {
+    const s = runSink(100);
+    s.sp.push(Buffer.concat([frame('aa'), frame(''), frame('0102'), hex('000000')]));
+    assert.deepEqual(s.runs, [['00000001aa', '00000000', '000000020102']]);
+    assert.equal(s.sp.partialBytes, 3);
+    assert.deepEqual(s.sp.stats(), stats({ rxMsgs: 3, rxBytes: 18, rxNeedMoreHdr: 1 }));
+  });
+
+  test('[S-4] a run taken in part: the next message is held and counted, the rest waits unparsed', () => {
+    const s = runSink(2);
+    s.sp.push(Buffer.concat([frame('aa'), frame('bb'), frame('cc'), frame('dd'), hex('0000')]));
+    assert.deepEqual(s.runs, [['00000001aa', '00000001bb']]);
+    assert.equal(s.sp.paused, true);
+    assert.deepEqual(s.sp.stats(), stats({ rxMsgs: 3, rxBytes: 15 }), 'the held message counts, those behind it not yet');
+    assert.equal(s.sp.pendingBytes, 7);
+    assert.equal(s.held(), '00000001cc');
+    // Resumed with no room: the next message is held in turn.
+    assert.equal(s.sp.resume(), false);
+    assert.equal(s.held(), '00000001dd');
+    assert.deepEqual(s.sp.stats(), stats({ rxMsgs: 4, rxBytes: 20 }));
+    assert.equal(s.sp.pendingBytes, 2);
+  });
+
+  test('[S-4] a run refused from its first message holds that message', () => {
+    const s = runSink(0);
+    s.sp.push(Buffer.concat([frame('aa'), frame('bb')]));
+    assert.deepEqual(s.runs, []);
+    assert.equal(s.held(), '00000001aa');
+    assert.deepEqual(s.sp.stats(), stats({ rxMsgs: 1, rxBytes: 5 }));
+    assert.equal(s.sp.pendingBytes, 5);
+  });
+
+  test('[P-5] a chunk of more messages than one run holds goes as several runs, in order', () => {
+    const n = 2500;
+    const chunk = Buffer.alloc(n * 5);
+    for (let i = 0; i < n; i++) {
+      chunk.writeUInt32BE(1, i * 5);
+      chunk[i * 5 + 4] = i & 0xff;
+    }
+    const s = runSink(n);
+    s.sp.push(chunk);
+    assert.ok(s.runs.length > 1, `${s.runs.length} runs`);
+    const all = s.runs.flat();
+    assert.equal(all.length, n);
+    for (let i = 0; i < n; i++) assert.equal(all[i], `00000001${(i & 0xff).toString(16).padStart(2, '0')}`);
+    assert.deepEqual(s.sp.stats(), stats({ rxMsgs: n, rxBytes: n * 5 }));
+    assert.equal(s.sp.paused, false);
+  });
+
+  test('[U-2] a sink that stops the parser from onRun gets nothing more; counters end at what it took', () => {
+    const got: string[] = [];
+    const sp: StreamParser = new StreamParser(
+      { parser: P4, maxMessageSize: 1 << 20 },
+      {
+        onMessage() {
+          throw new Error('not called');
+        },
+        onRun(chunk, start, ends) {
+          got.push(chunk.subarray(start, ends[0]).toString('hex'));
+          sp.stop();
+          return 1;
+        },
+        onError() {},
+      },
+    );
+    sp.push(Buffer.concat([frame('aa'), frame('bb'), frame('cc')]));
+    sp.push(frame('dd'));
+    assert.deepEqual(got, ['00000001aa']);
+    assert.equal(sp.done, true);
+    assert.equal(sp.rxMsgs, 1);
+    assert.equal(sp.rxBytes, 5);
+  });
+
+  test('[P-5] without onRun each message of a run goes to onMessage, zero-copy', () => {
+    const rec = recorder(P4, { perMessage: true });
+    const chunk = Buffer.concat([frame('aa'), frame('bb')]);
+    rec.sp.push(chunk);
+    assert.deepEqual(rec.messages.map((m) => m.toString('hex')), ['00000001aa', '00000001bb']);
+    assert.equal(rec.raw[1]!.buffer, chunk.buffer);
+    assert.equal(rec.raw[1]!.byteOffset, chunk.byteOffset + 5);
+  });
+});
