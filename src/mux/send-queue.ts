@@ -4,7 +4,7 @@ import { AbortError } from './abort-error.js';
 import { Fifo } from './fifo.js';
 import { badf, checkBool, checkSignal, messageLength, partsLength } from './socket-args.js';
 import { TxMessage } from './tx-message.js';
-import { TxQueue } from './tx-queue.js';
+import { CHUNK_MESSAGE_MAX, TxQueue } from './tx-queue.js';
 import type { KcmSocket, Message, SendManyOptions, SendOptions } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
 
@@ -202,7 +202,7 @@ export class SendQueue {
         const open = q.openLength > 0;
         if (smem >= limit && !open) break; // [T-3 step 3]
         const m = messages[i]!;
-        if (m instanceof Uint8Array && !open) {
+        if (!open) {
           // Whole messages, nothing open: a run of them copied straight into the chunk,
           // else this one on its own.
           const count = q.length;
@@ -213,21 +213,29 @@ export class SendQueue {
             smem += added;
             bytes += added;
             msgs += q.length - count;
-            lastQueued = messages[next - 1]!.length > 0;
+            lastQueued = entryLength(messages[next - 1]!) > 0;
             i = next - 1;
             continue;
           }
-          const len = m.length;
+          const len = entryLength(m);
           lastQueued = len > 0;
-          if (lastQueued) {
+          if (!lastQueued) continue; // [T-5]
+          if (m instanceof Uint8Array) {
             q.push(m, len);
             smem += len;
             bytes += len;
             msgs++;
+            continue;
           }
-          continue;
+          if (len <= CHUNK_MESSAGE_MAX) {
+            q.pushParts(m, len);
+            smem += len;
+            bytes += len;
+            msgs++;
+            continue;
+          }
         }
-        const len = m instanceof Uint8Array ? m.length : partsLength(m);
+        const len = entryLength(m);
         if (len > 0) {
           q.append(m, len);
           smem += len;
@@ -279,7 +287,7 @@ export class SendQueue {
    * batch holds it [K-7]; the call that completes a message decides where it goes.
    */
   private sendNow(message: Message, length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined): void {
-    if (length > 0 && eor && pin === undefined && this.queue.openLength === 0 && message instanceof Uint8Array) {
+    if (length > 0 && eor && pin === undefined && this.queue.openLength === 0 && (message instanceof Uint8Array || length <= CHUNK_MESSAGE_MAX)) {
       this.sendWhole(message, length, batch);
     } else {
       this.sendParts(message, length, eor, batch, pin);
@@ -288,22 +296,32 @@ export class SendQueue {
 
   /**
    * The common case of {@link sendNow}, small enough to inline into the calls: a whole
-   * unpinned message (`length` > 0), nothing open, copied straight into the queue.
+   * unpinned message (`length` > 0; parts only when small), nothing open, copied straight
+   * into the queue.
    */
-  private sendWhole(message: Uint8Array, length: number, batch: boolean): void {
+  private sendWhole(message: Message, length: number, batch: boolean): void {
+    const q = this.queue;
+    const start = q.length === 0;
+    // Copying into the queue calls nothing out: the operation bracket is needed only for
+    // the transmit work the message starts.
+    if (message instanceof Uint8Array) q.push(message, length);
+    else q.pushParts(message, length);
+    this.smem += length;
+    this.bytes += length;
+    this.msgs++;
+    if (batch) {
+      this.batchPending = true;
+      return;
+    }
+    if (!start && !this.batchPending) return; // the transmit work under way takes it [T-11, T-12]
+    this.batchPending = false;
     const owner = this.owner;
     const host = owner.host;
-    const q = this.queue;
     host.enter();
     try {
-      const start = q.length === 0;
-      q.push(message, length);
-      this.smem += length;
-      this.bytes += length;
-      this.msgs++;
-      if (batch) this.batchPending = true;
-      else if (start || this.batchPending) {
-        this.batchPending = false;
+      // [T-11] written from the call, as sendmsg writes: reserve, write, release.
+      if (this.pinHeld.length === 0 && !owner.txScheduled) owner.txWork();
+      else {
         host.scheduleTx(owner);
         if (this.pinHeld.length > 0) this.releasePinned();
       }
@@ -563,6 +581,11 @@ export class SendQueue {
       req.reject(err);
     }
   }
+}
+
+/** The bytes of a sendMany() entry, checked before: a Uint8Array, or the parts of one message. */
+function entryLength(m: Message): number {
+  return m instanceof Uint8Array ? m.length : partsLength(m);
 }
 
 /** [K-5] a `psock` option: an object with a numeric `id` (whether it names a psock is checked later). */

@@ -121,9 +121,29 @@ export class TxQueue {
   }
 
   /**
+   * {@link push} for a small message given as parts (`len`, their total, > 0 and at most
+   * {@link CHUNK_MESSAGE_MAX}): the parts are copied back to back into the chunk.
+   */
+  pushParts(parts: readonly Uint8Array[], len: number): void {
+    let seg = this.tail;
+    let at = this.chunkAt;
+    if (seg === undefined || at + len > CHUNK_SIZE || this.chunkN === CHUNK_MESSAGES) {
+      if (at + len > CHUNK_SIZE || this.chunkN === CHUNK_MESSAGES || this.chunk === undefined) this.newChunk();
+      at = this.chunkAt;
+      seg = this.newTail(at);
+    }
+    copyParts(this.chunk!, parts, at);
+    this.chunkAt = seg.end = at + len;
+    this.chunkLens![this.chunkN++] = len;
+    seg.count++;
+    this.count++;
+    this.queued += len;
+  }
+
+  /**
    * {@link push} for a run of whole messages `messages[from]` to `messages[last]` at most:
-   * copies them back to back into the chunk of the tail segment while each is a
-   * Uint8Array that fits there and fewer than `room` bytes were taken before it (each
+   * copies them back to back into the chunk of the tail segment while each (a Uint8Array
+   * or the parts of one) fits there and fewer than `room` bytes were taken before it (each
    * message is admitted on its own [T-7]); empty entries are skipped [T-5]. The queue's
    * counters are updated once for the run. Returns the index of the first entry not
    * taken (`from` when none was: the caller goes on with {@link push}). Only when no
@@ -139,12 +159,23 @@ export class TxQueue {
     let taken = 0;
     let i = from;
     for (; i <= last && taken < room; i++) {
-      const m = messages[i];
-      if (!(m instanceof Uint8Array)) break;
-      const len = m.length;
+      const m = messages[i]!;
+      if (m instanceof Uint8Array) {
+        const len = m.length;
+        if (len === 0) continue;
+        if (len > CHUNK_MESSAGE_MAX || at + len > CHUNK_SIZE || n === CHUNK_MESSAGES) break;
+        chunk.set(m, at);
+        at += len;
+        lens[n++] = len;
+        taken += len;
+        continue;
+      }
+      // The parts of one message (a header and a payload, as frame() gives them).
+      let len = 0;
+      for (let j = 0; j < m.length; j++) len += m[j]!.length;
       if (len === 0) continue;
       if (len > CHUNK_MESSAGE_MAX || at + len > CHUNK_SIZE || n === CHUNK_MESSAGES) break;
-      chunk.set(m, at);
+      copyParts(chunk, m, at);
       at += len;
       lens[n++] = len;
       taken += len;
@@ -416,5 +447,20 @@ export class TxQueue {
     this.openBuf = buf;
     this.openStart = start;
     return buf;
+  }
+}
+
+/** Copies the parts of a message back to back into `buf` from `at`. */
+function copyParts(buf: Buffer, parts: readonly Uint8Array[], at: number): void {
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    const len = part.length;
+    if (len <= 8) {
+      // A header: a byte loop costs half of set()'s fixed price at this size.
+      for (let j = 0; j < len; j++) buf[at + j] = part[j]!;
+    } else {
+      buf.set(part, at);
+    }
+    at += len;
   }
 }

@@ -43,11 +43,17 @@ test('[T-3][T-18] a message sent before any transport is attached goes out as it
   const many = [frameInto(scratch.subarray(0, 12), 8, 0x64), frameInto(scratch.subarray(12, 24), 8, 0x65)];
   await k.sendMany(many);
   scratch.fill(0x7a);
+  // sendMany of iovecs, as frame() builds them: one header buffer reused for both.
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(3);
+  const first: Uint8Array[] = [header, Buffer.alloc(3, 0x66)];
+  await k.sendMany([first, [Buffer.from(header), Buffer.alloc(3, 0x67)]]);
+  header.fill(0x7a);
   const { local, remote } = await tcpPair();
   const reader = new FrameReader(remote);
   k.attach(local, { parser: P4 });
-  await waitFor(() => reader.frames.length === 5, 5000, 'the five messages');
-  assert.deepEqual(reader.frames, [expected(10, 0x61), expected(20, 0x62), expected(6, 0x63), expected(8, 0x64), expected(8, 0x65)]);
+  await waitFor(() => reader.frames.length === 7, 5000, 'the seven messages');
+  assert.deepEqual(reader.frames, [expected(10, 0x61), expected(20, 0x62), expected(6, 0x63), expected(8, 0x64), expected(8, 0x65), expected(3, 0x66), expected(3, 0x67)]);
 });
 
 for (const call of ['send', 'trySend', 'sendMany'] as const) {

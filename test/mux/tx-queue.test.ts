@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { CHUNK_MESSAGE_MAX, CHUNK_SIZE, TxQueue } from '../../src/mux/tx-queue.js';
 
 /** Takes every queued message as a copy, head first. */
-function takeAll(q: TxQueue): string[] {
+function takeAll(q: TxQueue, encoding: BufferEncoding = 'latin1'): string[] {
   const out: string[] = [];
-  while (q.length > 0) out.push(Buffer.from(q.takeView()).toString('latin1'));
+  while (q.length > 0) out.push(Buffer.from(q.takeView()).toString(encoding));
   return out;
 }
 
@@ -114,19 +114,21 @@ test('[T-3] a taken segment keeps receiving new messages as the tail', () => {
   assert.equal(next.lens![next.li], 2);
 });
 
-test('[T-3][T-5][T-7] pushRun copies a run as push would: stops at the room, the chunk end, parts and large messages', () => {
+test('[T-3][T-5][T-7] pushRun copies a run as push would: stops at the room, the chunk end and large messages', () => {
   const q = new TxQueue();
   // No tail segment yet: nothing taken, the caller pushes the first one.
   const first = Buffer.from('first');
   assert.equal(q.pushRun([first], 0, 0, 100), 0);
   q.push(first, first.length);
   const scratch = Buffer.from('abcd');
-  const run = [scratch, Buffer.alloc(0), Buffer.from('efgh'), [Buffer.from('pa'), Buffer.from('rt')], Buffer.from('ijkl')];
-  // [T-5] the empty entry is skipped; parts end the run.
-  assert.equal(q.pushRun(run, 0, run.length - 1, 100), 3);
+  const header = Buffer.from('pa');
+  const run = [scratch, Buffer.alloc(0), Buffer.from('efgh'), [header, Buffer.from('rt')], [Buffer.alloc(0)], Buffer.from('ijkl')];
+  // [T-5] the empty entries are skipped; the parts of a message are copied as one.
+  assert.equal(q.pushRun(run, 0, run.length - 1, 100), run.length);
   scratch.fill('z'); // [T-3] copied at the call
-  assert.equal(q.length, 3);
-  assert.equal(q.bytes, 13);
+  header.fill('z');
+  assert.equal(q.length, 5);
+  assert.equal(q.bytes, 21);
   // [T-7] each message is admitted while fewer than `room` bytes were taken before it.
   const four = [Buffer.from('1111'), Buffer.from('2222'), Buffer.from('3333')];
   assert.equal(q.pushRun(four, 0, 2, 5), 2);
@@ -134,8 +136,20 @@ test('[T-3][T-5][T-7] pushRun copies a run as push would: stops at the room, the
   // A large message ends the run.
   const big = Buffer.alloc(CHUNK_MESSAGE_MAX + 1, 0x41);
   assert.equal(q.pushRun([Buffer.from('x'), big], 0, 1, 1 << 20), 1);
-  assert.equal(q.length, 6);
-  assert.deepEqual(takeAll(q), ['first', 'abcd', 'efgh', '1111', '2222', 'x']);
+  assert.equal(q.length, 8);
+  assert.deepEqual(takeAll(q), ['first', 'abcd', 'efgh', 'part', 'ijkl', '1111', '2222', 'x']);
+});
+
+test('[T-3] pushParts copies the parts of a small message back to back, headers and payloads alike', () => {
+  const q = new TxQueue();
+  const header = Buffer.from([0, 0, 0, 5]);
+  const payload = Buffer.from('hello world, a payload longer than a header');
+  q.pushParts([header, payload.subarray(0, 5)], 9);
+  q.pushParts([Buffer.from('x'), header, payload], 5 + payload.length);
+  header.fill(0xff); // [T-3] copied at the call
+  payload.fill(0x2e);
+  assert.equal(q.length, 2);
+  assert.deepEqual(takeAll(q, 'hex'), ['00000005' + Buffer.from('hello').toString('hex'), '7800000005' + Buffer.from('hello world, a payload longer than a header').toString('hex')]);
 });
 
 test('[T-3] pushRun stops where the chunk is full; push goes on in the next one, in order', () => {
