@@ -16,7 +16,7 @@
  */
 
 /** Largest buffer kept for reuse. */
-export const POOL_BUFFER_MAX = 1024 * 1024;
+export const POOL_BUFFER_MAX = 2 * 1024 * 1024;
 /** Free buffers kept per size class. */
 export const POOL_PER_CLASS = 8;
 /** Free bytes kept in all. */
