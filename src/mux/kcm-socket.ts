@@ -191,6 +191,7 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
    * (or `trySend()` returned true) the caller may reuse or change its buffers. Small
    * messages are copied back to back into 64 KiB chunks (a burst leaves as one write), a
    * larger one into a buffer of its own; a call that waits copies when it proceeds.
+   * `copy: false` hands a large message over by reference instead ({@link SendOptions.copy}).
    * Rejects with `EBADF` when the socket is or gets closed, with an `AbortError` when
    * `signal` aborts while waiting (a DGRAM message open from earlier calls is then
    * discarded [T-10c]).
@@ -217,7 +218,7 @@ export class KcmSocket extends EventEmitter<KcmSocketEvents> {
   /**
    * sendmmsg: queues several messages written as one burst on one transport [T-8]. Each
    * entry is a message or the parts of one. With `options.psock` every message is pinned
-   * to that psock [K-3, K-7], as with {@link send}.
+   * to that psock [K-3, K-7], as with {@link send}; `options.copy` as with {@link send}.
    */
   sendMany(messages: readonly Message[], options?: SendManyOptions): Promise<void> {
     return this.tx.sendMany(messages, options);

@@ -4,7 +4,7 @@ import { AbortError } from './abort-error.js';
 import { Fifo } from './fifo.js';
 import { badf, checkBool, checkSignal, messageLength, partsLength } from './socket-args.js';
 import { TxMessage } from './tx-message.js';
-import { CHUNK_MESSAGE_MAX, TxQueue } from './tx-queue.js';
+import { CHUNK_MESSAGE_MAX, TxQueue, bufferOf } from './tx-queue.js';
 import type { KcmSocket, Message, SendManyOptions, SendOptions } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
 
@@ -18,6 +18,8 @@ interface SendRequest {
   batch: boolean;
   /** [K-3] the psock it is pinned to, checked again when it proceeds [K-5]. */
   pin: PsockRef | undefined;
+  /** The `copy` option: false when the caller handed its buffers over. */
+  copy: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
   signal: AbortSignal | undefined;
@@ -78,12 +80,14 @@ export class SendQueue {
     let batch = false;
     let signal: AbortSignal | undefined;
     let ref: PsockRef | undefined;
+    let copy = true;
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
       eor = checkBool('options.eor', options.eor, true);
       batch = checkBool('options.batch', options.batch, false);
       signal = checkSignal(options.signal);
       ref = checkPsockRef(options.psock);
+      copy = checkBool('options.copy', options.copy, true);
     }
     const owner = this.owner;
     if (owner.closed) return Promise.reject(badf('send'));
@@ -102,10 +106,10 @@ export class SendQueue {
       }
     }
     if (this.waiters.length === 0 && this.admits()) {
-      this.sendNow(message, length, eor, batch, pin);
+      this.sendNow(message, length, eor, batch, pin, copy);
       return resolved;
     }
-    const promise = this.enqueueSend(message, undefined, 0, length, eor, batch, signal, pin);
+    const promise = this.enqueueSend(message, undefined, 0, length, eor, batch, signal, pin, copy);
     this.kickSenders();
     return promise;
   }
@@ -116,11 +120,13 @@ export class SendQueue {
     let eor = true;
     let batch = false;
     let ref: PsockRef | undefined;
+    let copy = true;
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
       eor = checkBool('options.eor', options.eor, true);
       batch = checkBool('options.batch', options.batch, false);
       ref = checkPsockRef(options.psock);
+      copy = checkBool('options.copy', options.copy, true);
     }
     const owner = this.owner;
     if (owner.closed) throw badf('the socket is closed');
@@ -131,7 +137,7 @@ export class SendQueue {
       this.flushBatch();
       return false;
     }
-    this.sendNow(message, length, eor, batch, pin);
+    this.sendNow(message, length, eor, batch, pin, copy);
     return true;
   }
 
@@ -141,9 +147,11 @@ export class SendQueue {
     // Every entry is checked before any is queued: a mistake queues nothing.
     for (let i = 0; i < messages.length; i++) if (!(messages[i] instanceof Uint8Array)) messageLength(messages[i], i);
     let ref: PsockRef | undefined;
+    let copy = true;
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
       ref = checkPsockRef(options.psock);
+      copy = checkBool('options.copy', options.copy, true);
     }
     const owner = this.owner;
     if (owner.closed) return Promise.reject(badf('sendMany'));
@@ -161,19 +169,19 @@ export class SendQueue {
     let next = 0;
     if (this.waiters.length === 0) {
       if (pin === undefined) {
-        next = this.queueMany(messages, 0);
+        next = this.queueMany(messages, 0, copy);
       } else {
         // Pinned: each message to its psock [K-3], the burst held until its last one [K-7].
         const last = messages.length - 1;
         for (; next <= last && this.admits(); next++) {
           const m = messages[next]!;
-          this.sendNow(m, messageLength(m, next), true, next < last, pin);
+          this.sendNow(m, messageLength(m, next), true, next < last, pin, copy);
         }
       }
     }
     if (next === messages.length) return resolved;
     // Out of buffer space: the rest waits in order, as one request [T-9].
-    const promise = this.enqueueSend(undefined, messages, next, 0, true, false, undefined, pin);
+    const promise = this.enqueueSend(undefined, messages, next, 0, true, false, undefined, pin, copy);
     this.kickSenders();
     return promise;
   }
@@ -181,9 +189,10 @@ export class SendQueue {
   /**
    * [T-3, T-8] queues unpinned `messages` from `from` on, each admitted on its own [T-7],
    * as one burst: every one but the last with MSG_BATCH. Returns where it stopped for want
-   * of buffer space (`messages.length` when all are queued).
+   * of buffer space (`messages.length` when all are queued). `copy` false: a large whole
+   * message goes by reference.
    */
-  private queueMany(messages: readonly Message[], from: number): number {
+  private queueMany(messages: readonly Message[], from: number, copy: boolean): number {
     const q = this.queue;
     const owner = this.owner;
     const host = owner.host;
@@ -221,7 +230,7 @@ export class SendQueue {
           lastQueued = len > 0;
           if (!lastQueued) continue; // [T-5]
           if (m instanceof Uint8Array) {
-            q.push(m, len);
+            q.push(m, len, !copy);
             smem += len;
             bytes += len;
             msgs++;
@@ -286,25 +295,25 @@ export class SendQueue {
    * A pinned message [K-3] goes to its psock's queue, through {@link pinHeld} while a
    * batch holds it [K-7]; the call that completes a message decides where it goes.
    */
-  private sendNow(message: Message, length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined): void {
+  private sendNow(message: Message, length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined, copy: boolean): void {
     if (length > 0 && eor && pin === undefined && this.queue.openLength === 0 && (message instanceof Uint8Array || length <= CHUNK_MESSAGE_MAX)) {
-      this.sendWhole(message, length, batch);
+      this.sendWhole(message, length, batch, copy);
     } else {
-      this.sendParts(message, length, eor, batch, pin);
+      this.sendParts(message, length, eor, batch, pin, copy);
     }
   }
 
   /**
    * The common case of {@link sendNow}, small enough to inline into the calls: a whole
    * unpinned message (`length` > 0; parts only when small), nothing open, copied straight
-   * into the queue.
+   * into the queue (a large one handed over by reference when `copy` is false).
    */
-  private sendWhole(message: Message, length: number, batch: boolean): void {
+  private sendWhole(message: Message, length: number, batch: boolean, copy: boolean): void {
     const q = this.queue;
     const start = q.length === 0;
     // Copying into the queue calls nothing out: the operation bracket is needed only for
     // the transmit work the message starts.
-    if (message instanceof Uint8Array) q.push(message, length);
+    if (message instanceof Uint8Array) q.push(message, length, !copy);
     else q.pushParts(message, length);
     this.smem += length;
     this.bytes += length;
@@ -331,14 +340,20 @@ export class SendQueue {
   }
 
   /** {@link sendNow} for parts, an open message, a pinned or an empty one. */
-  private sendParts(message: Message, length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined): void {
+  private sendParts(message: Message, length: number, eor: boolean, batch: boolean, pin: PsockRef | undefined, copy: boolean): void {
     const owner = this.owner;
     const host = owner.host;
     const q = this.queue;
     host.enter();
     try {
+      // A large whole pinned message handed over goes by reference.
+      let shared: Buffer | undefined;
       if (length > 0) {
-        q.append(message, length);
+        if (!copy && pin !== undefined && eor && length > CHUNK_MESSAGE_MAX && q.openLength === 0 && message instanceof Uint8Array) {
+          shared = bufferOf(message);
+        } else {
+          q.append(message, length);
+        }
         this.smem += length;
         this.bytes += length;
       }
@@ -347,7 +362,7 @@ export class SendQueue {
       let queued = false;
       let start = false;
       if (pin !== undefined) {
-        const bytes = q.completeDetached();
+        const bytes = shared ?? q.completeDetached();
         if (bytes !== undefined) {
           queued = true;
           this.msgs++;
@@ -387,10 +402,10 @@ export class SendQueue {
 
   private enqueueSend(
     message: Message | undefined, messages: readonly Message[] | undefined, next: number, length: number,
-    eor: boolean, batch: boolean, signal: AbortSignal | undefined, pin: PsockRef | undefined,
+    eor: boolean, batch: boolean, signal: AbortSignal | undefined, pin: PsockRef | undefined, copy: boolean,
   ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const req: SendRequest = { message, messages, next, length, eor, batch, pin, resolve, reject, signal, onAbort: undefined };
+      const req: SendRequest = { message, messages, next, length, eor, batch, pin, copy, resolve, reject, signal, onAbort: undefined };
       if (signal !== undefined) {
         req.onAbort = () => this.abortSend(req);
         signal.addEventListener('abort', req.onAbort, { once: true });
@@ -462,17 +477,17 @@ export class SendQueue {
           const messages = req.messages;
           if (messages !== undefined) {
             if (req.pin === undefined) {
-              req.next = this.queueMany(messages, req.next);
+              req.next = this.queueMany(messages, req.next, req.copy);
             } else {
               const last = messages.length - 1;
               for (; req.next <= last && this.admits(); req.next++) {
                 const m = messages[req.next]!;
-                this.sendNow(m, messageLength(m, req.next), true, req.next < last, req.pin);
+                this.sendNow(m, messageLength(m, req.next), true, req.next < last, req.pin, req.copy);
               }
             }
             if (req.next < messages.length) continue; // the rest waits [T-9]
           } else {
-            this.sendNow(req.message!, req.length, req.eor, req.batch, req.pin);
+            this.sendNow(req.message!, req.length, req.eor, req.batch, req.pin, req.copy);
           }
           waiters.shift();
           if (req.onAbort !== undefined) req.signal!.removeEventListener('abort', req.onAbort);

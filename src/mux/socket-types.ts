@@ -31,12 +31,23 @@ export interface SendOptions {
    * received message (a plain `{ id }` in a worker).
    */
   psock?: PsockRef;
+  /**
+   * Default true: the bytes are copied at the call, as sendmsg copies them [T-3 step 4].
+   * `false` hands the buffer over instead: the caller promises never to change it again
+   * (a constant frame, or a buffer built for this message and then dropped), and a whole
+   * message over 16 KiB goes out by reference, without the copy. Smaller messages, the
+   * parts of an iovec and messages built over several calls are copied all the same: the
+   * copy is what lets a burst of small messages leave as one write.
+   */
+  copy?: boolean;
 }
 
 /** Options of {@link KcmSocket.sendMany}. */
 export interface SendManyOptions {
   /** Pins every message of the call to this psock [K-3]; they go out back to back there [T-8]. */
   psock?: PsockRef;
+  /** `false`: every message of the call is handed over, as {@link SendOptions.copy} says. */
+  copy?: boolean;
 }
 
 /** Result of {@link KcmSocket.receiveFrom}. */

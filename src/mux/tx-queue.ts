@@ -95,10 +95,16 @@ export class TxQueue {
 
   /**
    * Copies a whole message of `len` (> 0) bytes and queues it: the fast path of
-   * {@link append} then {@link complete}, when no message is open.
+   * {@link append} then {@link complete}, when no message is open. `shared`: the caller
+   * handed the message over (it never changes it again), so a large one is queued by
+   * reference instead of copied.
    */
-  push(message: Uint8Array, len: number): void {
+  push(message: Uint8Array, len: number, shared = false): void {
     if (len > CHUNK_MESSAGE_MAX) {
+      if (shared) {
+        this.pushOwn(bufferOf(message), 0, len);
+        return;
+      }
       // A buffer of its own, used again once written (see CopyPool).
       const buf = copyPool.take(len);
       buf.set(message, 0);
@@ -214,14 +220,6 @@ export class TxQueue {
     }
     this.openLen = total;
     if (buf === this.chunk) this.chunkAt = this.openStart + total;
-  }
-
-  /**
-   * Queues a whole message by reference, without copying it (the caller promised not to
-   * change it). Only when no message is open.
-   */
-  pushShared(message: Buffer): void {
-    this.pushOwn(message, 0, message.length);
   }
 
   /** Queues a whole message pinned to a psock [K-3], by reference (its bytes are a copy already). */
@@ -463,4 +461,9 @@ function copyParts(buf: Buffer, parts: readonly Uint8Array[], at: number): void 
     }
     at += len;
   }
+}
+
+/** A Buffer over the bytes of `message`, without copying them. */
+export function bufferOf(message: Uint8Array): Buffer {
+  return Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
 }

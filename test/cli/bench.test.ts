@@ -27,7 +27,7 @@ test('kcm bench --json: every section gives figures for every row, each ratio ag
   for (const c of ['kcm', 'net', 'net-naive']) assert.ok(e2e.includes(c), `${c} in ${e2e.join(',')}`);
   assert.ok(e2e.includes('zeromq') || /npm install zeromq/.test(res.skipped.zeromq ?? ''), 'zeromq ran or its absence says how to add it');
   assert.ok(!e2e.includes('raw'), 'no unframed row');
-  assert.deepEqual(rows('send'), ['kcm many', 'kcm many-yield', 'kcm send', 'kcm try-send', 'net']);
+  assert.deepEqual(rows('send'), ['kcm many', 'kcm many-nocopy', 'kcm many-yield', 'kcm send', 'kcm try-send', 'net']);
   assert.deepEqual(rows('receive'), ['kcm message', 'kcm many', 'net']);
   assert.deepEqual(rows('bpf'), ['kcm', 'kcm-bpf', 'net']);
   for (const t of res.throughput) {

@@ -165,3 +165,87 @@ test('[T-3] a large message in sendMany and an iovec of large parts are copied a
   assert.ok(reader.frames[2]!.equals(expected(100 * 1024, 2)));
   assert.ok(reader.frames[3]!.equals(expected(150 * 1024, 3)));
 });
+
+test('[T-3] copy: false hands a large whole message over: it goes by reference; small ones and parts are still copied', async (t) => {
+  const k = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
+  t.after(() => closeMux(k));
+  const { local, remote } = await tcpPair();
+  const reader = new FrameReader(remote);
+  const p = k.attach(local, { parser: P4 });
+  remote.pause();
+  const filler = expected(16 * 1024 * 1024, 0x21);
+  await k.send(filler);
+  await waitStalled(p);
+  const size = 64 * 1024;
+  // Every buffer is changed after its call, which the copy: false contract forbids, to
+  // tell which messages went by reference.
+  const byDefault = frameInto(Buffer.alloc(4 + size), size, 1);
+  const copied = frameInto(Buffer.alloc(4 + size), size, 2);
+  const handed = frameInto(Buffer.alloc(4 + size), size, 3);
+  const small = frameInto(Buffer.alloc(4 + 100), 100, 4);
+  const head = Buffer.alloc(4);
+  const body = Buffer.alloc(size, 5);
+  head.writeUInt32BE(size, 0);
+  const manyA = frameInto(Buffer.alloc(4 + size), size, 6);
+  const manyB = frameInto(Buffer.alloc(4 + 50), 50, 7);
+  const tried = frameInto(Buffer.alloc(4 + size), size, 8); // sent as a plain Uint8Array
+  await k.send(byDefault);
+  await k.send(copied, { copy: true });
+  await k.send(handed, { copy: false });
+  await k.send(small, { copy: false });
+  await k.send([head, body], { copy: false });
+  await k.sendMany([manyA, manyB], { copy: false });
+  assert.equal(k.trySend(new Uint8Array(tried.buffer, tried.byteOffset, tried.length), { copy: false }), true);
+  for (const b of [byDefault, copied, handed, small, head, body, manyA, manyB, tried]) b.fill(0x7a, 4);
+  remote.resume();
+  await waitFor(() => reader.frames.length === 9, 30000, 'every message');
+  const f = reader.frames;
+  assert.ok(f[0]!.equals(filler));
+  assert.ok(f[1]!.equals(expected(size, 1)), 'copied by default');
+  assert.ok(f[2]!.equals(expected(size, 2)), 'copied with copy: true');
+  assert.ok(f[3]!.equals(expected(size, 0x7a)), 'copy: false: by reference');
+  assert.ok(f[4]!.equals(expected(100, 4)), 'a small message is copied all the same');
+  assert.ok(f[5]!.equals(expected(size, 5)), 'the parts of an iovec are copied all the same');
+  assert.ok(f[6]!.equals(expected(size, 0x7a)), 'sendMany copy: false: a large message by reference');
+  assert.ok(f[7]!.equals(expected(50, 7)), 'sendMany copy: false: a small one copied');
+  assert.ok(f[8]!.equals(expected(size, 0x7a)), 'trySend copy: false, a Uint8Array: by reference');
+  assert.deepEqual(k.stats(), { rxMsgs: 0, rxBytes: 0, txMsgs: 9, txBytes: reader.bytes });
+});
+
+test('[T-3][K-3] copy: false on a pinned large reply goes by reference on its psock; the default copies', async (t) => {
+  const k = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
+  t.after(() => closeMux(k));
+  const { local, remote } = await tcpPair();
+  const reader = new FrameReader(remote);
+  const p = k.attach(local, { parser: P4 });
+  remote.pause();
+  const filler = expected(16 * 1024 * 1024, 0x21);
+  await k.send(filler, { psock: p });
+  await waitStalled(p);
+  const size = 40 * 1024;
+  const copied = frameInto(Buffer.alloc(4 + size), size, 1);
+  const handed = frameInto(Buffer.alloc(4 + size), size, 2);
+  const many = frameInto(Buffer.alloc(4 + size), size, 3);
+  await k.send(copied, { psock: p });
+  await k.send(handed, { psock: p, copy: false });
+  await k.sendMany([many], { psock: p, copy: false });
+  for (const b of [copied, handed, many]) b.fill(0x7a, 4);
+  remote.resume();
+  await waitFor(() => reader.frames.length === 4, 30000, 'every message');
+  assert.ok(reader.frames[1]!.equals(expected(size, 1)));
+  assert.ok(reader.frames[2]!.equals(expected(size, 0x7a)));
+  assert.ok(reader.frames[3]!.equals(expected(size, 0x7a)));
+  assert.equal(p.stats().txPinnedMsgs, 4);
+});
+
+test('[T-3] copy must be a boolean: ERR_INVALID_ARG_TYPE, nothing queued', async (t) => {
+  const k = KcmSocket.create();
+  t.after(() => closeMux(k));
+  const m = expected(10, 1);
+  for (const bad of ['no', 0, null]) {
+    assert.throws(() => k.send(m, { copy: bad as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.copy/ });
+    assert.throws(() => k.trySend(m, { copy: bad as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => k.sendMany([m], { copy: bad as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  }
+  assert.equal(k.stats().txMsgs, 0);
+});

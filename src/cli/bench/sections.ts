@@ -78,6 +78,7 @@ const NET_WHAT = 'hand-written 4-byte length framing over node:net: the sender c
 
 const kcmSendWhat: Record<KcmSendLoop, string> = {
   many: 'for (;;) await sock.sendMany(batch)',
+  'many-nocopy': 'for (;;) await sock.sendMany(batch, { copy: false })',
   'many-yield': 'for (;;) { await sock.sendMany(batch); await setImmediate() }',
   send: 'for (;;) await sock.send(frame)',
   'try-send': 'for (;;) if (!sock.trySend(frame)) await sock.send(frame)',
@@ -152,7 +153,7 @@ export const sections: readonly Section[] = [
     connections: [1],
     counted: 'bytes that reached the discarding peer / frame size',
     rows: () => [
-      ...(['many', 'many-yield', 'send', 'try-send'] as const).map((loop) => ({
+      ...(['many', 'many-nocopy', 'many-yield', 'send', 'try-send'] as const).map((loop) => ({
         name: `kcm ${loop}`,
         what: `${kcmSendWhat[loop]} (lengthField)`,
         sender: `kcm-${loop}`,

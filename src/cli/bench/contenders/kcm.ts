@@ -8,6 +8,7 @@
  * Senders: one multiplexor, one KCM socket per connection, each running one of the loops
  * a user writes, sending the same frame over and over:
  * - `many`:       `for (;;) await sock.sendMany(batch)`, no yields;
+ * - `many-nocopy`: the same with `{ copy: false }`: large frames go by reference;
  * - `many-yield`: the same with a `setImmediate` after every batch;
  * - `send`:       `for (;;) await sock.send(frame)`, no yields;
  * - `try-send`:   `if (!sock.trySend(frame)) await sock.send(frame)`, no yields.
@@ -17,7 +18,7 @@ import { burstOf, closeServer, connect, Deadline, ignore, listen, makeFrame, mic
 import type { Endpoint, Pinger, ReceiveOptions, Receiver, Running, Sender, SendOptions } from './contender.js';
 
 /** The loops of a kcm sender, by name. */
-export const kcmSendLoops = ['many', 'many-yield', 'send', 'try-send'] as const;
+export const kcmSendLoops = ['many', 'many-nocopy', 'many-yield', 'send', 'try-send'] as const;
 export type KcmSendLoop = (typeof kcmSendLoops)[number];
 /** The ways a kcm receiver takes messages, by name. */
 export const kcmReceiveModes = ['message', 'many'] as const;
@@ -29,11 +30,17 @@ export interface KcmParts {
   pinger: Pinger;
 }
 
+/** The frame never changes: it can be handed over. */
+const HANDED_OVER = { copy: false } as const;
+
 async function sendLoop(sock: KcmSocket, loop: KcmSendLoop, frame: Buffer, batch: Buffer[], running: Deadline): Promise<void> {
   await yieldToLoop();
   switch (loop) {
     case 'many':
       while (running.on()) await sock.sendMany(batch);
+      return;
+    case 'many-nocopy':
+      while (running.on()) await sock.sendMany(batch, HANDED_OVER);
       return;
     case 'many-yield':
       while (running.on()) {
@@ -149,6 +156,7 @@ export function kcmParts(makeParser: () => Parser): KcmParts {
     receivers: { message: receiver(parserOf, 'message'), many: receiver(parserOf, 'many') },
     senders: {
       many: sender(parserOf, 'many'),
+      'many-nocopy': sender(parserOf, 'many-nocopy'),
       'many-yield': sender(parserOf, 'many-yield'),
       send: sender(parserOf, 'send'),
       'try-send': sender(parserOf, 'try-send'),
