@@ -1,5 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import { KcmError } from '../errors.js';
+import { copyPool } from '../mux/copy-pool.js';
 import { KcmSocket } from '../mux/kcm-socket.js';
 import type { SocketEndpoint, SocketHost } from '../mux/socket-endpoint.js';
 import type { PsockRef } from '../mux/psock.js';
@@ -68,6 +69,8 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
   /** Psock ids the messages are pinned to (0: none) [K-3]. */
   private outPins: number[] = [];
   private outBytes = 0;
+  /** Copy-pool buffers of large messages among them, given back once packed. */
+  private outPooled: Buffer[] = [];
   /** [K-5] ids of the psocks that can send, as the proxy last told. */
   private psockLive = new Set<number>();
   /** [K-5] the next id the multiplexor will give: ids below it and not live are done. */
@@ -183,7 +186,9 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     if (queue.length === 0 || sock.closed) return;
     // Views of the queue's copies, which nothing writes over; packed at the end of the tick.
     while (queue.length > 0) {
-      const pin = queue.head()!.pin;
+      const seg = queue.head()!;
+      const pin = seg.pin;
+      if (seg.pooled) this.outPooled.push(seg.buf);
       const view = queue.takeView();
       this.outMsgs.push([view]);
       this.outPins.push(pin === undefined ? 0 : pin.id);
@@ -210,8 +215,12 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     this.outPins = [];
     this.outFlags = [];
     this.outBytes = 0;
+    const pooled = this.outPooled;
+    if (pooled.length > 0) this.outPooled = [];
     if (msgs.length === 0 || this.sock.closed) return;
     const buf = packSent(msgs, pins, flags, bytes);
+    // Packed: nothing refers to the copies any more.
+    for (let i = 0; i < pooled.length; i++) copyPool.give(pooled[i]!);
     this.port.postMessage({ t: MSG_SEND, buf }, [buf]);
   }
 
@@ -242,6 +251,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     this.outPins = [];
     this.outFlags = [];
     this.outBytes = 0;
+    this.outPooled = [];
     sock.finishClose();
     this.closePort();
   }

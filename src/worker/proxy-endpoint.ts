@@ -12,7 +12,9 @@ import {
 import type { KcmWorkerPort } from './worker-port.js';
 
 const kProxy = Symbol('kcm.workerProxy');
-const BATCH = { batch: true } as const;
+/** The proxy owns the buffer a batch arrived in: its large messages go by reference. */
+const HANDED = { copy: false } as const;
+const BATCH = { batch: true, copy: false } as const;
 const EMPTY = Buffer.alloc(0);
 
 type ProxyPort = MessagePort & { [kProxy]?: ProxyEndpoint };
@@ -237,7 +239,7 @@ export class ProxyEndpoint implements SocketEndpoint {
       // if it did (a closed socket), the rejection must not go unhandled.
       const waits = tx.waiters.length > 0 || !tx.admits();
       if (pin === 0) {
-        const p = sock.send(message, flag === FLAG_BURST_END ? undefined : BATCH);
+        const p = sock.send(message, flag === FLAG_BURST_END ? HANDED : BATCH);
         if (waits) p.catch(noop);
         return;
       }
@@ -247,7 +249,7 @@ export class ProxyEndpoint implements SocketEndpoint {
         this.dropArrived(sock, pin, message.length);
         return;
       }
-      const p = sock.send(message, { psock, batch: flag !== FLAG_BURST_END });
+      const p = sock.send(message, { psock, batch: flag !== FLAG_BURST_END, copy: false });
       if (waits) p.catch(() => this.dropArrived(sock, pin, message.length));
     });
     // Messages held for a burst whose last message was dropped go out now.
