@@ -41,8 +41,6 @@ export class ReceiveQueue {
    * one chunk are one run, and become `subarray`s only when read.
    */
   readonly queue = new MessageRuns<PsockRef>();
-  /** The origin of the message taken last. */
-  from: PsockRef | undefined = undefined;
   /** Bytes of queued messages (Rmem) [S-3]. */
   rmem = 0;
   /** SEQPACKET: bytes of the head message already read [R-6, X-2]. */
@@ -162,7 +160,7 @@ export class ReceiveQueue {
     if (signal !== undefined && signal.aborted) return Promise.reject(new AbortError(signal.reason));
     if (this.readers.length === 0 && this.queue.length > 0) {
       const message = this.dequeue();
-      return Promise.resolve({ message, origin: this.from! });
+      return Promise.resolve({ message, origin: this.queue.origin! });
     }
     return this.waitRead(RECEIVE_FROM, 0, undefined, signal);
   }
@@ -237,7 +235,7 @@ export class ReceiveQueue {
       else if (r.kind === RECEIVE_MANY) r.resolve(this.dequeueMany(r.max) as never);
       else if (r.kind === RECEIVE_FROM) {
         const message = this.dequeue();
-        r.resolve({ message, origin: this.from! } as never);
+        r.resolve({ message, origin: this.queue.origin! } as never);
       } else r.resolve(this.readInto(r.target!) as never);
     }
     // Flowing mode: each message to the listeners as emit() would call them, without
@@ -259,7 +257,8 @@ export class ReceiveQueue {
         continue;
       }
       const message = this.dequeue();
-      for (let i = 0; i < n; i++) fns[i]!.call(owner, message, this.from!);
+      const origin = queue.origin!;
+      for (let i = 0; i < n; i++) fns[i]!.call(owner, message, origin);
     }
   }
 
@@ -273,6 +272,7 @@ export class ReceiveQueue {
     const owner = this.owner;
     const queue = this.queue;
     const endpoint = owner.endpoint;
+    const tracked = this.trackReads;
     do {
       let message: Buffer;
       if (this.offset > 0) {
@@ -284,10 +284,10 @@ export class ReceiveQueue {
         this.msgs++;
         this.bytes += len;
       }
-      const origin = queue.origin!;
-      this.from = origin;
-      endpoint.taken(owner);
+      // [O-6] only an endpoint that tracks reads (a worker's socket) does anything on taken().
+      if (tracked) endpoint.taken(owner);
       if (this.rmem === 0) this.drained();
+      const origin = queue.origin!;
       fn(message, origin);
     } while (queue.length > 0 && !this.paused && !owner.closed && this.listeners === fns);
   }
@@ -348,7 +348,6 @@ export class ReceiveQueue {
     this.rmem -= bytes;
     this.bytes += bytes;
     this.msgs += n - i;
-    this.from = queue.origin;
     this.owner.endpoint.taken(this.owner);
     if (this.rmem === 0) this.drained();
     return out;
@@ -366,7 +365,6 @@ export class ReceiveQueue {
       message = queue.shift();
       this.rmem -= message.length;
     }
-    this.from = queue.origin;
     this.msgs++;
     this.bytes += message.length;
     return message;
@@ -385,7 +383,6 @@ export class ReceiveQueue {
     if (bytes === rest || this.owner.type === 'dgram') {
       // [R-5] whole rest read, or [R-4] DGRAM: the rest is discarded.
       this.rmem -= queue.discard();
-      this.from = queue.origin;
       this.offset = 0;
       this.msgs++;
       this.owner.endpoint.taken(this.owner);

@@ -362,13 +362,13 @@ export class StreamParser {
     // A length above either maximum is an error: leave it to the general path.
     const limit = Math.min(layout.max, this.maxMessageSize);
     const ends = this.ends;
-    let start = pos;
-    let n = 0;
     for (;;) {
-      let len = 0;
-      if (end - pos >= headerSize) {
+      const start = pos;
+      let n = 0;
+      while (n < RUN_MAX && end - pos >= headerSize) {
         // readLength() inlined for sizes 1 to 4: one branch on constants, plain byte loads.
         const at = pos + offset;
+        let len: number;
         if (size === 4) {
           len = little
             ? chunk[at + 3]! * 0x1000000 + ((chunk[at + 2]! << 16) | (chunk[at + 1]! << 8) | chunk[at]!)
@@ -386,20 +386,13 @@ export class StreamParser {
           len = readLength(layout, chunk, pos) - adjust;
         }
         len += adjust;
-        if (len > limit || len > end - pos || len < headerSize) len = 0;
-      }
-      if (len !== 0 && n < RUN_MAX) {
+        if (len > limit || len > end - pos || len < headerSize) break;
         pos += len;
         ends[n++] = pos;
-        continue;
       }
-      if (n > 0) {
-        if (this.handRun(chunk, start, n) < 0) return -1;
-        start = pos;
-        n = 0;
-        if (len !== 0) continue;
-      }
-      return pos;
+      if (n === 0) return pos;
+      if (this.handRun(chunk, start, n) < 0) return -1;
+      if (n < RUN_MAX) return pos;
     }
   }
 
