@@ -125,6 +125,16 @@ export class ReceiveQueue {
   }
 
   /**
+   * Queues the messages `from` to `to - 1` of a run as {@link enqueueRun} does, all of
+   * them: for a worker's socket, whose messages were admitted by its proxy [S-3].
+   */
+  enqueueAll(buf: Buffer, start: number, ends: Uint32Array, from: number, to: number, origin: PsockRef): void {
+    if (to <= from) return;
+    this.queue.pushRun(buf, start, ends, from, to, origin);
+    this.rmem += ends[to - 1]! - start;
+  }
+
+  /**
    * Takes every queued message for requeueing, without the ready routine [D-3]; with
    * `keepPartial` a partly read head message stays (its new owner would get only the rest).
    * Their origins are appended to `origins` [K-2].

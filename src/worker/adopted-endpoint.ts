@@ -352,7 +352,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     }
     this.enter();
     try {
-      unpackReceived(buf, (m, id) => rx.enqueue(m, this.originOf(id)));
+      unpackReceived(buf, (data, ends, from, to, id) => rx.enqueueAll(data, from === 0 ? 0 : ends[from - 1]!, ends, from, to, this.originOf(id)));
       this.touched = true;
     } finally {
       this.leave();

@@ -93,16 +93,27 @@ export function packReceived(messages: readonly Buffer[], origins: readonly numb
   return buf;
 }
 
-/** Calls `each` with a view of every message of a received batch and its origin's id, in order. */
-export function unpackReceived(buf: ArrayBuffer, each: (message: Buffer, origin: number) => void): number {
+/**
+ * Calls `each` once per run of consecutive messages of a received batch with the same
+ * origin [K-2], in order: `data` holds every message of the batch back to back, message
+ * `i` ends at `ends[i]`, the run is messages `from` to `to - 1`, the first starting where
+ * message `from - 1` ends (0 for the first). No view per message is made here.
+ */
+export function unpackReceived(
+  buf: ArrayBuffer,
+  each: (data: Buffer, ends: Uint32Array, from: number, to: number, origin: number) => void,
+): number {
   const n = new Uint32Array(buf, 0, 1)[0]!;
+  if (n === 0) return 0;
   const index = new Uint32Array(buf, 4, 2 * n);
   const head = 4 * (2 * n + 1);
-  let start = 0;
-  for (let i = 0; i < n; i++) {
-    const end = index[i]!;
-    each(Buffer.from(buf, head + start, end - start), index[n + i]!);
-    start = end;
+  const data = Buffer.from(buf, head, index[n - 1]!);
+  let from = 0;
+  for (let i = 1; i <= n; i++) {
+    if (i === n || index[n + i]! !== index[n + from]!) {
+      each(data, index, from, i, index[n + from]!);
+      from = i;
+    }
   }
   return n;
 }
