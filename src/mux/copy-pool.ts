@@ -26,7 +26,7 @@ export const POOL_BYTES_MAX = 4 * 1024 * 1024;
 export function poolClassSize(len: number): number {
   if (len <= 4096) return 4096;
   // 2^k < len ≤ 2^(k+1): steps of 2^k / 4.
-  const step = 2 ** (31 - Math.clz32(len - 1)) / 4;
+  const step = (1 << (31 - Math.clz32(len - 1))) >>> 2;
   return Math.ceil(len / step) * step;
 }
 
