@@ -13,7 +13,11 @@
  * power of two apart (a message uses at least four fifths of its buffer), at most
  * {@link POOL_PER_CLASS} free ones per class and {@link POOL_BYTES_MAX} bytes free in all;
  * anything beyond is left to the garbage collector. One pool per thread.
+ *
+ * The 64 KiB chunks small messages are copied into come back the same way, once every
+ * message in a full chunk was written whole: at most {@link POOL_CHUNKS} of them.
  */
+import type { TxChunk } from './tx-queue.js';
 
 /** Largest buffer kept for reuse. */
 export const POOL_BUFFER_MAX = 2 * 1024 * 1024;
@@ -21,6 +25,8 @@ export const POOL_BUFFER_MAX = 2 * 1024 * 1024;
 export const POOL_PER_CLASS = 8;
 /** Free bytes kept in all. */
 export const POOL_BYTES_MAX = 4 * 1024 * 1024;
+/** Free chunks kept. */
+export const POOL_CHUNKS = 16;
 
 /** The size of the class a buffer for `len` bytes comes from (`len` ≤ {@link POOL_BUFFER_MAX}). */
 export function poolClassSize(len: number): number {
@@ -34,6 +40,7 @@ export class CopyPool {
   /** Free buffers by class size. */
   private readonly free = new Map<number, Buffer[]>();
   private freeBytes = 0;
+  private readonly chunks: TxChunk[] = [];
 
   /** Buffers handed out that were reused rather than allocated (a counter for tests and benchmarks). */
   reused = 0;
@@ -82,10 +89,27 @@ export class CopyPool {
     this.freeBytes += size;
   }
 
-  /** Drops every free buffer. */
+  /** A free chunk, as new (no message, not full), or undefined. */
+  takeChunk(): TxChunk | undefined {
+    const c = this.chunks.pop();
+    if (c === undefined) return undefined;
+    this.reused++;
+    c.total = -1;
+    c.done = 0;
+    c.lost = false;
+    return c;
+  }
+
+  /** Gives back a full chunk whose messages were all written whole. */
+  giveChunk(c: TxChunk): void {
+    if (this.chunks.length < POOL_CHUNKS) this.chunks.push(c);
+  }
+
+  /** Drops every free buffer and chunk. */
   clear(): void {
     this.free.clear();
     this.freeBytes = 0;
+    this.chunks.length = 0;
   }
 }
 

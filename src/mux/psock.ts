@@ -9,7 +9,7 @@ import { notTcpOnceConnected } from './transport-check.js';
 import type { KcmSocket } from './kcm-socket.js';
 import type { Multiplexor } from './multiplexor.js';
 import type { TxMessage } from './tx-message.js';
-import { WRITE_PIECE, type TxQueue } from './tx-queue.js';
+import { WRITE_PIECE, chunkWritten, type TxChunk, type TxQueue } from './tx-queue.js';
 
 /** Pinned messages up to this length, header included, are staged rather than written one by one. */
 const STAGE_MESSAGE_MAX = 16 * 1024;
@@ -336,7 +336,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
         this.txMsgs += n;
         this.txBytes += bytes;
         handed += bytes;
-        this.stage(owner, seg.buf, start, start + bytes, n, seg.lens, li);
+        this.stage(owner, seg.buf, start, start + bytes, n, seg.lens, li, seg.chunk);
         if (this.stageBytes >= STAGE_SIZE && !this.flushStage()) return handed;
         continue;
       }
@@ -426,14 +426,16 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
   }
 
   /** Adds a run of whole messages to the stage, joining the previous run when it continues it. */
-  private stage(owner: KcmSocket, buf: Buffer, start: number, end: number, n: number, lens: Uint16Array, li: number): void {
+  private stage(owner: KcmSocket, buf: Buffer, start: number, end: number, n: number, lens: Uint16Array, li: number, chunk: TxChunk | undefined): void {
     const staged = this.staged;
     const prev = staged.length === 0 ? undefined : staged[staged.length - 1]!;
     if (prev !== undefined && prev.lens === lens && prev.buf === buf && prev.end === start && prev.owner === owner && prev.li + prev.count === li) {
       prev.end = end;
       prev.count += n;
     } else {
-      staged.push(newRun(owner, buf, start, end, n, lens, li));
+      const run = newRun(owner, buf, start, end, n, lens, li);
+      run.chunk = chunk;
+      staged.push(run);
     }
     this.stageBytes += end - start;
   }
@@ -489,6 +491,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
       for (let i = first; i < runs.length; i++) {
         const run = runs.at(i)!;
         run.pooled = false; // a restart may take its bytes
+        if (run.chunk !== undefined) run.chunk.lost = true;
         if (run.count === 0) continue;
         if (run.own) this.restart(run, false, true);
         else this.txUncertain += run.count;
@@ -516,6 +519,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
     for (let i = 0; i < n; i++) {
       const run = runs.at(i)!;
       if (run.pooled) copyPool.give(run.buf);
+      else if (run.chunk !== undefined) chunkWritten(run.chunk, run.count);
     }
     this.staleCallbacks += n;
     runs.skip(n);
@@ -530,6 +534,7 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
 
   /** Restarts the messages of a run that did not reach the peer: all of them, or the last one [T-16]. */
   private restart(run: TxRun, all: boolean, now = false): void {
+    if (run.chunk !== undefined) run.chunk.lost = true; // its bytes go elsewhere
     const n = run.count;
     const lens = run.lens;
     if (run.msg !== undefined) {
@@ -577,8 +582,10 @@ export class Psock extends EventEmitter<PsockEvents> implements PsockRef {
     if (err === null || err === undefined) {
       // Written whole: nothing refers to its copy any more.
       if (run.pooled) copyPool.give(run.buf);
+      else if (run.chunk !== undefined) chunkWritten(run.chunk, run.count);
       return;
     }
+    if (run.chunk !== undefined) run.chunk.lost = true;
     if (run.count === 0) return;
     const code = (err as NodeJS.ErrnoException).code ?? '';
     // Bytes that never left the process restart even after unattach: the transport was
@@ -612,12 +619,14 @@ interface TxRun {
    * back to the pool once this write completes without error.
    */
   pooled: boolean;
+  /** The chunk `buf` is, for a run of small messages: told when they were written whole. */
+  chunk: TxChunk | undefined;
   /** A pinned message [K-3], which is dropped rather than restarted [K-6]. */
   msg: TxMessage | undefined;
 }
 
 function newRun(owner: KcmSocket, buf: Buffer, start: number, end: number, count: number, lens: Uint16Array | undefined, li: number): TxRun {
-  return { owner, buf, start, end, count, lens, li, msgStart: start, own: false, pooled: false, msg: undefined };
+  return { owner, buf, start, end, count, lens, li, msgStart: start, own: false, pooled: false, chunk: undefined, msg: undefined };
 }
 
 function psockOnWritten(psock: Psock, err?: Error | null): void {

@@ -9,8 +9,9 @@
  * that wrote it whole. The queue is a list of segments, each a run of whole messages lying
  * back to back in one buffer: queueing a small message writes its bytes and one length,
  * and a transport takes a whole segment at once, so there is no object, array or promise
- * per message. A chunk is never written over: a later message takes the bytes after it,
- * and a full chunk is replaced by a new one, so a segment stays valid for as long as
+ * per message. A chunk is never written over while in use: a later message takes the
+ * bytes after it, a full chunk is replaced by another, and it goes back to the copy pool
+ * only once every message in it was written whole, so a segment stays valid for as long as
  * anything (a transport's write, a restart [T-16]) refers to it.
  *
  * The queue also holds the open message (built over several calls [T-1]): one contiguous
@@ -52,6 +53,31 @@ export interface TxSegment {
    * whole (never set on a restarted message [T-16]: an earlier attempt may still hold it).
    */
   pooled: boolean;
+  /** The chunk `buf` is, for a run of small messages. */
+  chunk: TxChunk | undefined;
+}
+
+/**
+ * A chunk and the lengths of its messages, with what it takes to know when nothing
+ * refers to it any more: it is full (`total` messages, -1 while messages still join it)
+ * and `done` of them were written whole, and none of its bytes went anywhere else
+ * (`lost`: a restart [T-16], a failed write, a pinned message, a worker's batch).
+ */
+export interface TxChunk {
+  readonly buf: Buffer;
+  readonly lens: Uint16Array;
+  total: number;
+  done: number;
+  lost: boolean;
+}
+
+/** `n` more messages of chunk `c` were written whole: back to the pool once all were. */
+export function chunkWritten(c: TxChunk, n: number): void {
+  c.done += n;
+  if (c.done === c.total && !c.lost) {
+    c.lost = true; // given back once
+    copyPool.giveChunk(c);
+  }
 }
 
 export class TxQueue {
@@ -67,6 +93,8 @@ export class TxQueue {
   /** Lengths of the chunk's messages, `chunkN` of them. */
   private chunkLens: Uint16Array | undefined = undefined;
   private chunkN = 0;
+  /** The chunk's record. */
+  private chunkRef: TxChunk | undefined = undefined;
   /** The chunk's segment, while it is the last one of the queue: new messages extend it. */
   private tail: TxSegment | undefined = undefined;
 
@@ -241,8 +269,12 @@ export class TxQueue {
     this.openBuf = undefined;
     this.openStart = 0;
     this.openLen = 0;
-    // Its bytes in the chunk stay its own: the next message starts behind them.
-    if (buf === this.chunk) this.tail = undefined;
+    // Its bytes in the chunk stay its own: the next message starts behind them. The chunk
+    // can no longer tell when they are written.
+    if (buf === this.chunk) {
+      this.tail = undefined;
+      this.chunkRef!.lost = true;
+    }
     return buf.subarray(start, start + len);
   }
 
@@ -336,6 +368,7 @@ export class TxQueue {
   takeView(): Buffer {
     const seg = this.head()!;
     const start = seg.start;
+    if (seg.chunk !== undefined) seg.chunk.lost = true;
     return seg.buf.subarray(start, start + this.takeHead());
   }
 
@@ -353,7 +386,7 @@ export class TxQueue {
    */
   insert(at: number, buf: Buffer, start: number, len: number): void {
     const segs = this.segs;
-    const seg: TxSegment = { buf, start, end: start + len, count: 1, lens: undefined, li: 0, pin: undefined, pooled: false };
+    const seg: TxSegment = { buf, start, end: start + len, count: 1, lens: undefined, li: 0, pin: undefined, pooled: false, chunk: undefined };
     // The segment index where `at` messages lie before it, splitting a segment if needed.
     let i = 0;
     let before = 0;
@@ -364,7 +397,7 @@ export class TxQueue {
         const k = at - before;
         let bytes = 0;
         for (let j = 0; j < k; j++) bytes += s.lens![s.li + j]!;
-        const rest: TxSegment = { buf: s.buf, start: s.start + bytes, end: s.end, count: s.count - k, lens: s.lens, li: s.li + k, pin: undefined, pooled: false };
+        const rest: TxSegment = { buf: s.buf, start: s.start + bytes, end: s.end, count: s.count - k, lens: s.lens, li: s.li + k, pin: undefined, pooled: false, chunk: s.chunk };
         s.end = s.start + bytes;
         s.count = k;
         if (this.tail === s) this.tail = rest;
@@ -390,6 +423,7 @@ export class TxQueue {
     this.openLen = 0;
     this.chunk = undefined;
     this.chunkLens = undefined;
+    this.chunkRef = undefined;
     this.chunkAt = 0;
     this.chunkN = 0;
     this.tail = undefined;
@@ -397,15 +431,24 @@ export class TxQueue {
 
   /** Queues one whole message that has a buffer of its own (`pooled`: from the copy pool). */
   private pushOwn(buf: Buffer, start: number, len: number, pooled = false): void {
-    this.segs.push({ buf, start, end: start + len, count: 1, lens: undefined, li: 0, pin: undefined, pooled });
+    this.segs.push({ buf, start, end: start + len, count: 1, lens: undefined, li: 0, pin: undefined, pooled, chunk: undefined });
     this.tail = undefined;
     this.count++;
     this.queued += len;
   }
 
   private newChunk(): void {
-    this.chunk = Buffer.allocUnsafe(CHUNK_SIZE);
-    this.chunkLens = new Uint16Array(CHUNK_MESSAGES);
+    const old = this.chunkRef;
+    const c = copyPool.takeChunk() ?? { buf: Buffer.allocUnsafeSlow(CHUNK_SIZE), lens: new Uint16Array(CHUNK_MESSAGES), total: -1, done: 0, lost: false };
+    this.chunkRef = c;
+    this.chunk = c.buf;
+    this.chunkLens = c.lens;
+    // The old one is full: once all its messages are written, it can be used again (after
+    // the new one is taken, so that room() still finds the bytes it moves).
+    if (old !== undefined) {
+      old.total = this.chunkN;
+      chunkWritten(old, 0);
+    }
     this.chunkAt = 0;
     this.chunkN = 0;
     this.tail = undefined;
@@ -413,7 +456,7 @@ export class TxQueue {
 
   /** A new segment in the chunk from `start`, at the end of the queue. */
   private newTail(start: number): TxSegment {
-    const seg: TxSegment = { buf: this.chunk!, start, end: start, count: 0, lens: this.chunkLens, li: this.chunkN, pin: undefined, pooled: false };
+    const seg: TxSegment = { buf: this.chunk!, start, end: start, count: 0, lens: this.chunkLens, li: this.chunkN, pin: undefined, pooled: false, chunk: this.chunkRef };
     this.segs.push(seg);
     this.tail = seg;
     return seg;
