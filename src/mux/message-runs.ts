@@ -19,7 +19,7 @@ const MAX_IDLE_ENDS = 16384;
 /**
  * A first-in first-out queue of whole messages, each with an origin, kept as runs: the
  * messages a parser cut from one chunk are one record (the chunk, the origin, where the
- * first starts) plus one number per message (where it ends) in a ring of integers. A
+ * first starts) plus one number per message (where it ends) in a ring of numbers. A
  * message becomes a `subarray` only when it is taken, so queueing a run allocates one
  * record, and queueing or taking a message allocates nothing else.
  *
@@ -33,8 +33,11 @@ export class MessageRuns<O> {
   private first: Run<O> | undefined = undefined;
   /** The newest run: a run that continues it joins it. */
   private last: Run<O> | undefined = undefined;
-  /** Message ends, oldest first, over a ring whose size is a power of two. */
-  private ends = new Uint32Array(64);
+  /**
+   * Message ends, oldest first, over a ring whose size is a power of two. Doubles, not
+   * 32-bit integers: a message pushed whole may be as long as a Buffer can be (4 GiB).
+   */
+  private ends = new Float64Array(64);
   private mask = 63;
   private head = 0;
   private size = 0;
@@ -188,7 +191,7 @@ export class MessageRuns<O> {
       this.last = undefined;
       this.head = 0;
       if (this.mask >= MAX_IDLE_ENDS) {
-        this.ends = new Uint32Array(64);
+        this.ends = new Float64Array(64);
         this.mask = 63;
       }
     }
@@ -197,7 +200,7 @@ export class MessageRuns<O> {
   private grow(need: number): void {
     let cap = (this.mask + 1) * 2;
     while (cap < need) cap *= 2;
-    const next = new Uint32Array(cap);
+    const next = new Float64Array(cap);
     for (let i = 0; i < this.size; i++) next[i] = this.ends[(this.head + i) & this.mask]!;
     this.ends = next;
     this.mask = cap - 1;
