@@ -350,8 +350,8 @@ export class StreamParser {
   }
 
   /**
-   * The hot path for lengthField parsers [P-5]: hands out, in runs, the whole messages
-   * that start at `pos` and end inside `chunk`. Stops at the first message that is not
+   * The hot path for lengthField parsers [P-5]: hands out, in runs (one by one to a sink
+   * without `onRun`), the whole messages that start at `pos` and end inside `chunk`. Stops at the first message that is not
    * whole or not valid, leaving it to the general path (which reads its length again and
    * reports any error), and returns its position; returns -1 once paused or stopped.
    * No timer can be armed here: no message is under way.
@@ -362,6 +362,9 @@ export class StreamParser {
     // A length above either maximum is an error: leave it to the general path.
     const limit = Math.min(layout.max, this.maxMessageSize);
     const ends = this.ends;
+    const sink = this.sink;
+    // A sink without onRun gets each message as it is read.
+    const each = sink.onRun === undefined;
     for (;;) {
       const start = pos;
       let n = 0;
@@ -387,6 +390,22 @@ export class StreamParser {
         }
         len += adjust;
         if (len > limit || len > end - pos || len < headerSize) break;
+        if (each) {
+          this.rxBytes += len;
+          this.rxMsgs++;
+          const message = chunk.subarray(pos, pos + len);
+          pos += len;
+          if (!sink.onMessage(message)) {
+            if (!this.stopped) {
+              this.held = message;
+              this.holding = true;
+              this.holdRest(chunk, pos);
+            }
+            return -1;
+          }
+          if (this.stopped) return -1;
+          continue;
+        }
         pos += len;
         ends[n++] = pos;
       }
@@ -407,7 +426,7 @@ export class StreamParser {
     const stop = ends[n - 1]!;
     this.rxMsgs += n;
     this.rxBytes += stop - start;
-    const taken = sink.onRun !== undefined ? sink.onRun(chunk, start, ends, n) : this.handEach(chunk, start, n);
+    const taken = sink.onRun!(chunk, start, ends, n);
     if (taken >= n && !this.stopped) return 0;
     if (this.stopped) {
       // Counted only up to the message during which the sink stopped the parser.
@@ -424,20 +443,6 @@ export class StreamParser {
     this.holding = true;
     this.holdRest(chunk, heldEnd);
     return -1;
-  }
-
-  /** A run to a sink without {@link StreamParserSink.onRun}: one message at a time. */
-  private handEach(chunk: Buffer, start: number, n: number): number {
-    const ends = this.ends;
-    const sink = this.sink;
-    let pos = start;
-    for (let i = 0; i < n; i++) {
-      const end = ends[i]!;
-      if (!sink.onMessage(chunk.subarray(pos, end))) return this.stopped ? i + 1 : i;
-      if (this.stopped) return i + 1;
-      pos = end;
-    }
-    return n;
   }
 
   /** [P-3] the parser needs more: all of the chunk is consumed into the message. */
