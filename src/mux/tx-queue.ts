@@ -364,11 +364,14 @@ export class TxQueue {
     return len;
   }
 
-  /** Takes the head message (none started) and returns a view of its bytes. */
+  /**
+   * Takes the head message (none started) and returns a view of its bytes. Its copy is
+   * the caller's until it no longer needs the view: then a pooled one goes back to the
+   * pool, and a chunk's is counted written ({@link chunkWritten}); see {@link head}.
+   */
   takeView(): Buffer {
     const seg = this.head()!;
     const start = seg.start;
-    if (seg.chunk !== undefined) seg.chunk.lost = true;
     return seg.buf.subarray(start, start + this.takeHead());
   }
 

@@ -1,6 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { KcmError } from '../errors.js';
 import { copyPool } from '../mux/copy-pool.js';
+import { chunkWritten, type TxChunk } from '../mux/tx-queue.js';
 import { KcmSocket } from '../mux/kcm-socket.js';
 import type { SocketEndpoint, SocketHost } from '../mux/socket-endpoint.js';
 import type { PsockRef } from '../mux/psock.js';
@@ -71,6 +72,8 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
   private outBytes = 0;
   /** Copy-pool buffers of large messages among them, given back once packed. */
   private outPooled: Buffer[] = [];
+  /** The chunk of each small message among them, told once it is packed. */
+  private outChunks: TxChunk[] = [];
   /** [K-5] ids of the psocks that can send, as the proxy last told. */
   private psockLive = new Set<number>();
   /** [K-5] the next id the multiplexor will give: ids below it and not live are done. */
@@ -189,6 +192,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
       const seg = queue.head()!;
       const pin = seg.pin;
       if (seg.pooled) this.outPooled.push(seg.buf);
+      else if (seg.chunk !== undefined) this.outChunks.push(seg.chunk);
       const view = queue.takeView();
       this.outMsgs.push([view]);
       this.outPins.push(pin === undefined ? 0 : pin.id);
@@ -217,10 +221,13 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     this.outBytes = 0;
     const pooled = this.outPooled;
     if (pooled.length > 0) this.outPooled = [];
+    const chunks = this.outChunks;
+    if (chunks.length > 0) this.outChunks = [];
     if (msgs.length === 0 || this.sock.closed) return;
     const buf = packSent(msgs, pins, flags, bytes);
     // Packed: nothing refers to the copies any more.
     for (let i = 0; i < pooled.length; i++) copyPool.give(pooled[i]!);
+    for (let i = 0; i < chunks.length; i++) chunkWritten(chunks[i]!, 1);
     this.port.postMessage({ t: MSG_SEND, buf }, [buf]);
   }
 
@@ -252,6 +259,7 @@ export class AdoptedEndpoint implements SocketEndpoint, SocketHost {
     this.outFlags = [];
     this.outBytes = 0;
     this.outPooled = [];
+    this.outChunks = [];
     sock.finishClose();
     this.closePort();
   }

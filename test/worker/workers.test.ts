@@ -248,15 +248,15 @@ test('sending from workers: every message whole, ordered per socket [O-8, T-11 â
   }
 });
 
-test('[T-3][T-17] large messages a worker builds in one reused buffer arrive intact and in order', async () => {
+for (const [what, size, burst] of [['large messages', 48 * 1024, 8], ['small messages', 3000, 64]] as const) {
+test(`[T-3][T-17] ${what} a worker builds in one reused buffer arrive intact and in order`, async () => {
   const k0 = main();
   const [t0] = await tcpPairs(1);
   const reader = new FrameReader(t0!.remote);
   k0.attach(t0!.local, { parser: P4 });
   const w = await spawn(k0, 'hold');
-  const count = 200;
-  const size = 48 * 1024;
-  w.send({ cmd: 'sendScratch', tag: 'big', count, size });
+  const count = 400;
+  w.send({ cmd: 'sendScratch', tag: 'big', count, size, burst });
   await w.event('sent', 0, 30000);
   await waitFor(() => reader.frames.length >= count, 30000, 'all frames');
   assert.equal(reader.partial, 0);
@@ -268,6 +268,7 @@ test('[T-3][T-17] large messages a worker builds in one reused buffer arrive int
     assert.ok(body.subarray(head.length).every((b) => b === (i & 0xff)), `message ${i} as it was at the call`);
   }
 });
+}
 
 test('a worker send waits for sendBufferSize, psock or not [T-7, T-9, T-18]', async () => {
   const k0 = main({ sendBufferSize: 1024 });
