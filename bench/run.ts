@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of the project, one after another, each in a process
  * of its own so that one's garbage and JIT state do not colour the next.
  *
- *   node dist/bench/run.js [--quick] [--sections=e2e,ping,send,receive,bpf,workers,parser,bpf-parser,echo-pinned,requester] [kcm bench flags...]
+ *   node dist/bench/run.js [--quick] [--sections=e2e,ping,send,receive,bpf,workers,parser,bpf-parser,echo-pinned,requester,memory] [kcm bench flags...]
  *
  * - e2e, ping, send, receive, bpf: the sections of `kcm bench` (src/cli/bench/), run in
  *   one `kcm bench --goals` process: kcm against the hand-written framer over net, end to
@@ -14,6 +14,8 @@
  * - echo-pinned: an echo server replying to the origin of each message against the same
  *   server replying unpinned (`echo-pinned.ts`).
  * - requester: `Requester` against a hand-written request map (`requester.ts`).
+ * - memory: heap and RSS of a kcm sender and receiver over 30 s at 16 B, flat after
+ *   warm-up (`memory.ts`).
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -21,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const kcmBench = ['e2e', 'ping', 'send', 'receive', 'bpf'] as const;
-const own = ['workers', 'parser', 'bpf-parser', 'echo-pinned', 'requester'] as const;
+const own = ['workers', 'parser', 'bpf-parser', 'echo-pinned', 'requester', 'memory'] as const;
 const all: readonly string[] = [...kcmBench, ...own];
 
 const args = process.argv.slice(2);
@@ -52,9 +54,10 @@ const quickArgs: Record<(typeof own)[number], string[]> = {
   'bpf-parser': ['--bytes=8m', '--rounds=5'],
   'echo-pinned': ['--count=20k', '--rounds=1'],
   requester: ['--count=20k', '--rounds=1'],
+  memory: ['--seconds=4'],
 };
 const scripts: Record<(typeof own)[number], string> = {
-  workers: 'workers.js', parser: 'parser.js', 'bpf-parser': 'bpf-parser.js', 'echo-pinned': 'echo-pinned.js', requester: 'requester.js',
+  workers: 'workers.js', parser: 'parser.js', 'bpf-parser': 'bpf-parser.js', 'echo-pinned': 'echo-pinned.js', requester: 'requester.js', memory: 'memory.js',
 };
 
 const runs: { name: string; argv: string[] }[] = [];
