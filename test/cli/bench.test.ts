@@ -68,3 +68,17 @@ test('kcm bench argument errors print a usage line and exit 2', async () => {
     assert.match(r.stderr, /^usage: kcm bench /m);
   }
 });
+
+test('kcm bench ratios pair the rounds: a machine that slows down between rounds moves both rows of a round', async () => {
+  const { pairedRatio } = await import('../../src/cli/bench/command.js');
+  // The machine halves its speed after two rounds: each round, kcm runs at 0.9x net.
+  const net = [10, 10, 5, 5, 5];
+  const kcm = [9, 9, 4.5, 4.5, 4.5];
+  assert.ok(Math.abs(pairedRatio(kcm, net) - 0.9) < 1e-9);
+  // A drift that splits the rounds unevenly: the ratio of the medians would say 0.45.
+  assert.ok(Math.abs(pairedRatio([9, 4.5, 4.5], [10, 10, 5]) - 0.9) < 1e-9);
+  // A failed round (NaN) on either side drops that pair; none left: the ratio of the medians.
+  assert.ok(Math.abs(pairedRatio([9, Number.NaN, 4.5], [10, 5, 5]) - 0.9) < 1e-9);
+  assert.equal(pairedRatio([Number.NaN, 8], [10, Number.NaN]), 0.8);
+  assert.ok(Number.isNaN(pairedRatio([Number.NaN], [10])));
+});

@@ -8,7 +8,7 @@ import { cpus } from 'node:os';
 import { parseArgs, UsageError, type OptionSpec } from '../args.js';
 import { kcmReceiveModes, kcmSendLoops, type KcmReceiveMode, type KcmSendLoop } from './contenders/kcm.js';
 import { loadZeromq, zeromqMissing } from './contenders/zeromq.js';
-import { formatCount, formatSize, formatTable, percentile, spread, type Spread } from './format.js';
+import { formatCount, formatSize, formatTable, median, percentile, spread, type Spread } from './format.js';
 import { PeerPair } from './rig.js';
 import { caseLabel, defaultSections, NET, sections, type GoalSpec, type LatencySection, type SectionOptions, type ThroughputSection } from './sections.js';
 
@@ -102,7 +102,7 @@ export interface ThroughputResult {
   connections: number;
   msgsPerSec: Spread;
   mbPerSec: Spread;
-  /** Median msgs/s (or MB/s, the same ratio) over the section's baseline's median. */
+  /** msgs/s (or MB/s, the same ratio) over the section's baseline's, paired by round: the median of the rounds' ratios. */
   vsNet: number;
   rounds: number[];
   errors: string[];
@@ -116,7 +116,7 @@ export interface LatencyResult {
   size: number;
   p50us: Spread;
   p99us: Spread;
-  /** Median p50 over the baseline's median p50. */
+  /** p50 over the baseline's p50, paired by round: the median of the rounds' ratios. */
   vsNet: number;
   errors: string[];
 }
@@ -233,12 +233,21 @@ async function runThroughput(section: ThroughputSection, so: SectionOptions, o: 
       }
     }
   }
+  // Each round's figure per case, NaN for a failed one: rounds pair the contenders run back to back.
+  const byRound = new Map<ThroughputResult, number[]>();
+  for (const c of cases) {
+    const figures: number[] = [];
+    byRound.set(c.r, figures);
+    roundFigures.set(c.r, figures);
+  }
   for (let round = 0; round < o.rounds; round++) {
     progress?.(`${section.name} ${round + 1}/${o.rounds} `);
     for (const { row, r } of cases) {
+      byRound.get(r)!.push(Number.NaN);
       try {
         const { rate, stalled } = await pair.throughput(row.sender, row.receiver, r.size, r.connections, o);
         r.rounds.push(rate);
+        byRound.get(r)![round] = rate;
         if (stalled !== undefined) {
           r.notes.push(stalled);
           await pair.restart();
@@ -258,9 +267,38 @@ async function runThroughput(section: ThroughputSection, so: SectionOptions, o: 
   }
   for (const r of out) {
     const base = out.find((b) => b.contender === section.baseline && b.size === r.size && b.connections === r.connections);
-    if (base !== undefined) r.vsNet = r.msgsPerSec.median / base.msgsPerSec.median;
+    if (base !== undefined) r.vsNet = ratioOf(r, base);
   }
   return out;
+}
+
+/** Each result's figure (msgs/s, or p50) per round, NaN for a failed round. */
+const roundFigures = new WeakMap<ThroughputResult | LatencyResult, readonly number[]>();
+
+/** `row` over `base`, paired by round ({@link pairedRatio}) when the rounds are known. */
+function ratioOf(row: ThroughputResult | LatencyResult, base: ThroughputResult | LatencyResult): number {
+  const a = roundFigures.get(row);
+  const b = roundFigures.get(base);
+  if (a !== undefined && b !== undefined) return pairedRatio(a, b);
+  return 'p50us' in row && 'p50us' in base ? row.p50us.median / base.p50us.median : (row as ThroughputResult).msgsPerSec.median / (base as ThroughputResult).msgsPerSec.median;
+}
+
+/**
+ * The median over rounds of a row's figure divided by the baseline's in the same round,
+ * the two run back to back: a machine whose speed drifts between rounds moves both. The
+ * ratio of the medians when no round has both.
+ */
+export function pairedRatio(row: readonly number[], base: readonly number[]): number {
+  const ratios: number[] = [];
+  for (let i = 0; i < row.length && i < base.length; i++) {
+    const a = row[i]!;
+    const b = base[i]!;
+    if (Number.isFinite(a) && Number.isFinite(b) && b > 0) ratios.push(a / b);
+  }
+  if (ratios.length > 0) return median(ratios);
+  const rows = row.filter(Number.isFinite);
+  const bases = base.filter(Number.isFinite);
+  return rows.length === 0 || bases.length === 0 ? Number.NaN : median(rows) / median(bases);
 }
 
 async function runLatency(section: LatencySection, so: SectionOptions, o: BenchOptions, pair: PeerPair, progress?: (text: string) => void): Promise<LatencyResult[]> {
@@ -268,11 +306,14 @@ async function runLatency(section: LatencySection, so: SectionOptions, o: BenchO
   const p50s = rows.map((): number[] => []);
   const p99s = rows.map((): number[] => []);
   const errors = rows.map((): string[] => []);
+  const p50ByRound = rows.map((): number[] => []);
   for (let round = 0; round < o.rounds; round++) {
     progress?.(`${section.name} ${round + 1}/${o.rounds} `);
     for (let i = 0; i < rows.length; i++) {
+      p50ByRound[i]!.push(Number.NaN);
       try {
         const rtts = await pair.pingPong(rows[i]!.pinger, section.size, o.pingWarmup, o.pingCount);
+        p50ByRound[i]![round] = percentile(rtts, 0.5);
         p50s[i]!.push(percentile(rtts, 0.5));
         p99s[i]!.push(percentile(rtts, 0.99));
       } catch (err) {
@@ -292,8 +333,9 @@ async function runLatency(section: LatencySection, so: SectionOptions, o: BenchO
     vsNet: Number.NaN,
     errors: errors[i]!,
   }));
+  for (let i = 0; i < out.length; i++) roundFigures.set(out[i]!, p50ByRound[i]!);
   const base = out.find((l) => l.contender === section.baseline);
-  if (base !== undefined) for (const l of out) l.vsNet = l.p50us.median / base.p50us.median;
+  if (base !== undefined) for (const l of out) l.vsNet = ratioOf(l, base);
   return out;
 }
 
@@ -310,7 +352,7 @@ export function goals(res: BenchResults): Goal[] {
       if (section.kind === 'latency') {
         const row = res.latency.find((l) => l.section === section.name && l.contender === g.row);
         const base = res.latency.find((l) => l.section === section.name && l.contender === g.against);
-        if (row !== undefined && base !== undefined) judge(section.name, g, `${section.name}: ${section.size} B ${g.row} / ${g.against} p50`, row.p50us.median / base.p50us.median);
+        if (row !== undefined && base !== undefined) judge(section.name, g, `${section.name}: ${section.size} B ${g.row} / ${g.against} p50`, ratioOf(row, base));
         continue;
       }
       for (const r of res.throughput) {
@@ -318,7 +360,8 @@ export function goals(res: BenchResults): Goal[] {
         if (g.sizes !== undefined && !g.sizes.includes(r.size)) continue;
         const base = res.throughput.find((b) => b.section === r.section && b.contender === g.against && b.size === r.size && b.connections === r.connections);
         if (base === undefined) continue;
-        const ratio = g.measure === 'MB/s' ? r.mbPerSec.median / base.mbPerSec.median : r.msgsPerSec.median / base.msgsPerSec.median;
+        // MB/s and msgs/s give the same ratio: one size.
+        const ratio = ratioOf(r, base);
         judge(section.name, g, `${section.name}: ${caseLabel(r.size, r.connections)} ${g.row} / ${g.against} ${g.measure}`, ratio);
       }
     }
@@ -336,7 +379,8 @@ export function formatResults(res: BenchResults): string {
   const lines: string[] = [
     `kcm bench: node ${res.node}, ${res.cpus} CPUs, 127.0.0.1, sender and receiver in separate processes`,
     `${o.rounds} round${o.rounds === 1 ? '' : 's'} of ${o.measureMs} ms per case after ${o.warmupMs} ms warm-up; ` +
-      `figures are the median round (min-max); MB/s = payload bytes / 10^6 per second; "vs ${NET}" = median / ${NET}'s median`,
+      `figures are the median round (min-max); MB/s = payload bytes / 10^6 per second; ratios ("vs ${NET}") are the median over rounds ` +
+      `of a row's figure over the other's in the same round, the two run back to back`,
   ];
   for (const why of Object.values(res.skipped)) lines.push(`note: ${why}`);
   for (const section of sections) {
@@ -353,7 +397,7 @@ export function formatResults(res: BenchResults): string {
         let vsAlso = '';
         if (also !== undefined) {
           const b = res.throughput.find((x) => x.section === r.section && x.contender === also && x.size === r.size && x.connections === r.connections);
-          if (b !== undefined && b !== r) vsAlso = ratioText(r.msgsPerSec.median / b.msgsPerSec.median);
+          if (b !== undefined && b !== r) vsAlso = ratioText(ratioOf(r, b));
         }
         return [
           formatSize(r.size),
