@@ -94,6 +94,12 @@ export class StreamParser {
   /** The ends of the whole messages of a run, reused from run to run. */
   private readonly ends = new Uint32Array(RUN_MAX);
 
+  /**
+   * The length the run path of a positional parser got for the message where it stopped
+   * (NaN when none): the general path takes it instead of running the parser twice on one
+   * message, since an eBPF program may keep state (globals, a random number, the time).
+   */
+  private knownLen = Number.NaN;
   private held: Buffer | undefined = undefined;
   /** Set when a message is refused, cleared by a successful {@link resume} [S-4]. */
   private holding = false;
@@ -208,6 +214,7 @@ export class StreamParser {
 
   private halt(): void {
     this.stopped = true;
+    this.knownLen = Number.NaN;
     this.accum = undefined;
     this.body = undefined;
     this.accumLen = 0;
@@ -256,12 +263,18 @@ export class StreamParser {
         if (layout !== undefined) {
           pos = this.frameWhole(chunk, pos, layout);
           if (pos < 0 || pos === end) return;
+        } else if (this.positional !== undefined && this.sink.onRun !== undefined) {
+          pos = this.framePositional(chunk, pos, this.positional);
+          if (pos < 0 || pos === end) return;
         }
         // A new message starts at `pos`; the parser sees from there to the chunk's end.
         const avail = end - pos;
         let len: number;
         if (layout !== undefined) {
           len = avail < layout.headerSize ? 0 : readLength(layout, chunk, pos);
+        } else if (!Number.isNaN(this.knownLen)) {
+          len = this.knownLen;
+          this.knownLen = Number.NaN;
         } else {
           len = this.positional !== undefined ? this.positional(chunk, pos, end) : this.callParser(chunk.subarray(pos));
           if (this.stopped) return;
@@ -412,6 +425,39 @@ export class StreamParser {
       if (n === 0) return pos;
       if (this.handRun(chunk, start, n) < 0) return -1;
       if (n < RUN_MAX) return pos;
+    }
+  }
+
+  /**
+   * {@link frameWhole} for a positional parser (a compiled eBPF program): runs it once per
+   * message and hands out in runs the whole messages that start at `pos` and end inside
+   * `chunk`. Stops at the first length that is not a whole message in the chunk (need
+   * more, an error, too long), keeping it in {@link knownLen} for the general path, and
+   * returns its position; -1 once paused or stopped.
+   */
+  private framePositional(chunk: Buffer, pos: number, at: PositionalParser): number {
+    const end = chunk.length;
+    const max = this.maxMessageSize;
+    const ends = this.ends;
+    for (;;) {
+      const start = pos;
+      let n = 0;
+      while (n < RUN_MAX && pos < end) {
+        const len = at(chunk, pos, end);
+        if (len <= 0 || len > max || len > end - pos) {
+          this.knownLen = len;
+          break;
+        }
+        pos += len;
+        ends[n++] = pos;
+      }
+      if (n === 0) return pos;
+      if (this.handRun(chunk, start, n) < 0) {
+        // The message whose length is known waits unparsed behind a held one: read again later.
+        this.knownLen = Number.NaN;
+        return -1;
+      }
+      if (n < RUN_MAX || !Number.isNaN(this.knownLen)) return pos;
     }
   }
 

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { lengthField, type LengthFieldSpec } from '../../src/parsers/length-field.js';
-import type { Parser } from '../../src/parsers/parser.js';
+import { kPositionalParser, type Parser, type PositionalParser } from '../../src/parsers/parser.js';
 import { cut, recorder, run } from './harness.js';
 
 // Bounded so that the whole parsers suite stays well under 30 s.
@@ -82,19 +82,52 @@ function varintMessage(type: number, body: Buffer): Buffer {
 }
 
 /** Newline-delimited: the length is found by scanning, which P-2 allows (first newline). */
+/**
+ * The same framing as a parser with a positional form, as a compiled eBPF program has:
+ * the stream parser takes its run path for positional parsers. `calls` counts its runs.
+ */
+function positionalOf(base: Parser, calls = { n: 0 }): Parser {
+  const p: Parser = (d) => base(d);
+  const at: PositionalParser = (chunk, start, end) => {
+    calls.n++;
+    return base(chunk.subarray(start, end));
+  };
+  Object.defineProperty(p, kPositionalParser, { value: at });
+  return p;
+}
+
 const lineParser: Parser = (d) => {
   const at = d.indexOf(0x0a);
   return at < 0 ? 0 : at + 1;
 };
 
 describe('stream parser properties', () => {
+  test('[P-1] [P-5] a positional parser runs once per message, the one cut by the chunk end included', () => {
+    fc.assert(
+      fc.property(framingArb, (f) => {
+        const messages = messagesOf(f);
+        const stream = Buffer.concat(messages);
+        const calls = { n: 0 };
+        // The last byte comes alone: the run stops at the last message, whose length (or
+        // "need more") the general path takes over without running the parser again.
+        const at = Math.max(0, stream.length - 1);
+        const r = run(positionalOf(lengthField(f.spec), calls), [stream.subarray(0, at), stream.subarray(at)]);
+        assert.equal(r.error, undefined);
+        assert.deepEqual(r.messages, hexes(messages));
+        // The positional form runs on each message once; bytes gathered across chunks go to the plain function.
+        assert.equal(calls.n, messages.length);
+      }),
+      RUNS,
+    );
+  });
+
   test('[P-2] [P-5] any chunking of lengthField messages yields the same messages and counters', () => {
     fc.assert(
       fc.property(framingArb, cutsArb, (f, cuts) => {
         const messages = messagesOf(f);
         const stream = Buffer.concat(messages);
         const bytes = stream.length;
-        for (const parser of [lengthField(f.spec), ((p) => (d: Buffer) => p(d))(lengthField(f.spec))]) {
+        for (const parser of [lengthField(f.spec), ((p) => (d: Buffer) => p(d))(lengthField(f.spec)), positionalOf(lengthField(f.spec))]) {
           const r = run(parser, cut(stream, cuts));
           assert.equal(r.error, undefined);
           assert.deepEqual(r.messages, hexes(messages));
@@ -167,7 +200,7 @@ describe('stream parser properties', () => {
     );
   });
 
-  for (const perMessage of [false, true]) test(`[S-4] refusing any messages and resuming keeps every message, once, in order (${perMessage ? 'one by one' : 'runs'})`, () => {
+  for (const positional of [false, true]) for (const perMessage of [false, true]) test(`[S-4] refusing any messages and resuming keeps every message, once, in order (${positional ? 'positional parser' : 'lengthField'}, ${perMessage ? 'one by one' : 'runs'})`, () => {
     fc.assert(
       fc.property(framingArb, cutsArb, fc.array(fc.boolean(), { maxLength: 40 }), fc.boolean(), (f, cuts, refusals, take) => {
         const messages = messagesOf(f);
@@ -180,7 +213,7 @@ describe('stream parser properties', () => {
           log.push(m.toString('hex'));
           return true;
         };
-        const rec = recorder(lengthField(f.spec), { accept, perMessage });
+        const rec = recorder(positional ? positionalOf(lengthField(f.spec)) : lengthField(f.spec), { accept, perMessage });
         const drain = (): void => {
           while (rec.sp.paused) {
             if (take) {
