@@ -139,19 +139,9 @@ export class TxQueue {
       this.pushOwn(buf, 0, len, true);
       return;
     }
-    let seg = this.tail;
-    let at = this.chunkAt;
-    if (seg === undefined || at + len > CHUNK_SIZE || this.chunkN === CHUNK_MESSAGES) {
-      if (at + len > CHUNK_SIZE || this.chunkN === CHUNK_MESSAGES || this.chunk === undefined) this.newChunk();
-      at = this.chunkAt;
-      seg = this.newTail(at);
-    }
+    const at = this.place(len);
     this.chunk!.set(message, at);
-    this.chunkAt = seg.end = at + len;
-    this.chunkLens![this.chunkN++] = len;
-    seg.count++;
-    this.count++;
-    this.queued += len;
+    this.placed(at, len);
   }
 
   /**
@@ -159,14 +149,28 @@ export class TxQueue {
    * {@link CHUNK_MESSAGE_MAX}): the parts are copied back to back into the chunk.
    */
   pushParts(parts: readonly Uint8Array[], len: number): void {
-    let seg = this.tail;
+    const at = this.place(len);
+    copyParts(this.chunk!, parts, at);
+    this.placed(at, len);
+  }
+
+  /**
+   * Where a small message of `len` bytes goes: the free bytes of the chunk, behind the
+   * tail segment; a new chunk or a new tail segment first when needed.
+   */
+  private place(len: number): number {
     let at = this.chunkAt;
-    if (seg === undefined || at + len > CHUNK_SIZE || this.chunkN === CHUNK_MESSAGES) {
+    if (this.tail === undefined || at + len > CHUNK_SIZE || this.chunkN === CHUNK_MESSAGES) {
       if (at + len > CHUNK_SIZE || this.chunkN === CHUNK_MESSAGES || this.chunk === undefined) this.newChunk();
       at = this.chunkAt;
-      seg = this.newTail(at);
+      this.newTail(at);
     }
-    copyParts(this.chunk!, parts, at);
+    return at;
+  }
+
+  /** Queues the small message of `len` bytes just copied at `at` (from {@link place}) in the tail segment. */
+  private placed(at: number, len: number): void {
+    const seg = this.tail!;
     this.chunkAt = seg.end = at + len;
     this.chunkLens![this.chunkN++] = len;
     seg.count++;
