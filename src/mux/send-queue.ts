@@ -73,37 +73,33 @@ export class SendQueue {
     return this.mux === undefined ? undefined : this.mux.txGate;
   }
 
+  /** Throws what a call on a closed socket, or through a failed send gate, fails with. */
+  private checkOpen(what: string): void {
+    if (this.owner.closed) throw badf(what);
+    const gate = this.gate();
+    if (gate instanceof Error) throw gate;
+  }
+
+  /** [K-5] the psock a `psock` option names, checked now; throws `ENOENT` or `EPIPE`. */
+  private pinOf(ref: PsockRef | undefined): PsockRef | undefined {
+    return ref === undefined ? undefined : this.owner.endpoint.pinTarget(this.owner, ref);
+  }
+
   /** sendmsg [T-*]. */
   send(message: Message, options: SendOptions | undefined): Promise<void> {
     const length = messageLength(message, -1);
-    let eor = true;
-    let batch = false;
-    let signal: AbortSignal | undefined;
-    let ref: PsockRef | undefined;
-    let copy = true;
-    if (options !== undefined) {
-      if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-      eor = checkBool('options.eor', options.eor, true);
-      batch = checkBool('options.batch', options.batch, false);
-      signal = checkSignal(options.signal);
-      ref = checkPsockRef(options.psock);
-      copy = checkBool('options.copy', options.copy, true);
-    }
-    const owner = this.owner;
-    if (owner.closed) return Promise.reject(badf('send'));
-    const gate = this.gate();
-    if (gate instanceof Error) return Promise.reject(gate);
-    if (signal !== undefined && signal.aborted) {
-      this.sendFailed();
-      return Promise.reject(new AbortError(signal.reason));
-    }
+    readOptions(options, true, true);
+    const { eor, batch, signal, ref, copy } = call;
     let pin: PsockRef | undefined;
-    if (ref !== undefined) {
-      try {
-        pin = owner.endpoint.pinTarget(owner, ref);
-      } catch (err) {
-        return Promise.reject(err);
+    try {
+      this.checkOpen('send');
+      if (signal !== undefined && signal.aborted) {
+        this.sendFailed();
+        throw new AbortError(signal.reason);
       }
+      pin = this.pinOf(ref);
+    } catch (err) {
+      return Promise.reject(err);
     }
     if (this.waiters.length === 0 && this.admits()) {
       this.sendNow(message, length, eor, batch, pin, copy);
@@ -117,22 +113,10 @@ export class SendQueue {
   /** MSG_DONTWAIT [T-9, X-6]. */
   trySend(message: Message, options: Omit<SendOptions, 'signal'> | undefined): boolean {
     const length = messageLength(message, -1);
-    let eor = true;
-    let batch = false;
-    let ref: PsockRef | undefined;
-    let copy = true;
-    if (options !== undefined) {
-      if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-      eor = checkBool('options.eor', options.eor, true);
-      batch = checkBool('options.batch', options.batch, false);
-      ref = checkPsockRef(options.psock);
-      copy = checkBool('options.copy', options.copy, true);
-    }
-    const owner = this.owner;
-    if (owner.closed) throw badf('the socket is closed');
-    const gate = this.gate();
-    if (gate instanceof Error) throw gate;
-    const pin = ref === undefined ? undefined : owner.endpoint.pinTarget(owner, ref);
+    readOptions(options, true, false);
+    const { eor, batch, ref, copy } = call;
+    this.checkOpen('the socket is closed');
+    const pin = this.pinOf(ref);
     if (this.waiters.length > 0 || !this.admits()) {
       this.flushBatch();
       return false;
@@ -146,24 +130,14 @@ export class SendQueue {
     if (!Array.isArray(messages)) throw invalidArgType('messages', 'an array of messages', messages);
     // Every entry is checked before any is queued: a mistake queues nothing.
     for (let i = 0; i < messages.length; i++) if (!(messages[i] instanceof Uint8Array)) messageLength(messages[i], i);
-    let ref: PsockRef | undefined;
-    let copy = true;
-    if (options !== undefined) {
-      if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-      ref = checkPsockRef(options.psock);
-      copy = checkBool('options.copy', options.copy, true);
-    }
-    const owner = this.owner;
-    if (owner.closed) return Promise.reject(badf('sendMany'));
-    const gate = this.gate();
-    if (gate instanceof Error) return Promise.reject(gate);
+    readOptions(options, false, false);
+    const { ref, copy } = call;
     let pin: PsockRef | undefined;
-    if (ref !== undefined) {
-      try {
-        pin = owner.endpoint.pinTarget(owner, ref);
-      } catch (err) {
-        return Promise.reject(err);
-      }
+    try {
+      this.checkOpen('sendMany');
+      pin = this.pinOf(ref);
+    } catch (err) {
+      return Promise.reject(err);
     }
     if (messages.length === 0) return resolved;
     let next = 0;
@@ -324,16 +298,19 @@ export class SendQueue {
     }
     if (!start && !this.batchPending) return; // the transmit work under way takes it [T-11, T-12]
     this.batchPending = false;
-    const owner = this.owner;
-    const host = owner.host;
+    this.startTx();
+  }
+
+  /**
+   * [T-11] starts the transmit work, written when this operation ends (as sendmsg writes:
+   * reserve, write, release), and hands on the pinned messages a batch held [K-7].
+   */
+  private startTx(): void {
+    const host = this.owner.host;
     host.enter();
     try {
-      // [T-11] written from the call, as sendmsg writes: reserve, write, release.
-      if (this.pinHeld.length === 0 && !owner.txScheduled) owner.txWork();
-      else {
-        host.scheduleTx(owner);
-        if (this.pinHeld.length > 0) this.releasePinned();
-      }
+      host.scheduleTx(this.owner);
+      if (this.pinHeld.length > 0) this.releasePinned();
     } finally {
       host.leave();
     }
@@ -438,14 +415,7 @@ export class SendQueue {
   private flushBatch(): void {
     if (!this.batchPending) return;
     this.batchPending = false;
-    const host = this.owner.host;
-    host.enter();
-    try {
-      host.scheduleTx(this.owner);
-      if (this.pinHeld.length > 0) this.releasePinned();
-    } finally {
-      host.leave();
-    }
+    this.startTx();
   }
 
   /** [T-9] buffer space freed: waiting sends proceed in call order. */
@@ -601,6 +571,38 @@ export class SendQueue {
 /** The bytes of a sendMany() entry, checked before: a Uint8Array, or the parts of one message. */
 function entryLength(m: Message): number {
   return m instanceof Uint8Array ? m.length : partsLength(m);
+}
+
+/** The options of the send call under way, read by {@link readOptions}: one record, reused. */
+const call = {
+  eor: true,
+  batch: false,
+  signal: undefined as AbortSignal | undefined,
+  ref: undefined as PsockRef | undefined,
+  copy: true,
+};
+
+/**
+ * Checks a send call's options into {@link call}, defaults where absent: `psock` and
+ * `copy` always, `eor` and `batch` with `perMessage` (send, trySend), `signal` with
+ * `signal` (send).
+ */
+function readOptions(options: unknown, perMessage: boolean, signal: boolean): void {
+  call.eor = true;
+  call.batch = false;
+  call.signal = undefined;
+  call.ref = undefined;
+  call.copy = true;
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  const o = options as SendOptions;
+  if (perMessage) {
+    call.eor = checkBool('options.eor', o.eor, true);
+    call.batch = checkBool('options.batch', o.batch, false);
+  }
+  if (signal) call.signal = checkSignal(o.signal);
+  call.ref = checkPsockRef(o.psock);
+  call.copy = checkBool('options.copy', o.copy, true);
 }
 
 /** [K-5] a `psock` option: an object with a numeric `id` (whether it names a psock is checked later). */
