@@ -18,6 +18,18 @@ export function frame(payload: Buffer | string): Buffer {
   return out;
 }
 
+/** Writes a frame of `size` payload bytes, every one `fill`, into `scratch`; returns its view. */
+export function frameInto(scratch: Buffer, size: number, fill: number): Buffer {
+  scratch.writeUInt32BE(size, 0);
+  scratch.fill(fill, 4, 4 + size);
+  return scratch.subarray(0, 4 + size);
+}
+
+/** A new frame of `size` payload bytes, every one `fill`. */
+export function filledFrame(size: number, fill: number): Buffer {
+  return frameInto(Buffer.allocUnsafe(4 + size), size, fill);
+}
+
 /** The payload of a frame. */
 export function payload(message: Buffer): string {
   return message.subarray(4).toString();

@@ -11,6 +11,11 @@ import type { KcmSocket } from '../../src/mux/kcm-socket.js';
 import type { Psock } from '../../src/mux/psock.js';
 import { waitFor } from './loopback.js';
 
+/** Closes every socket of `k`'s multiplexor, which unattaches its psocks [O-7]. */
+export function closeMux(k: KcmSocket): void {
+  for (const s of k.mux.sockets) s.close();
+}
+
 /**
  * A frame whose payload is `size` bytes (at least 4): its number `n` as a 4-byte
  * big-endian integer, then filler bytes derived from `n`, so damage or a mix-up shows.

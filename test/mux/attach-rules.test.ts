@@ -17,7 +17,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { KcmError, KcmSocket, Multiplexor, loadBpf } from '../../src/index.js';
 import { P4, FrameReader, closeAll, frame, sleep, tcpPair, tcpPairs, waitFor } from '../helpers/loopback.js';
-import { RawCollector, errorsOf, numberOf, numberedRun, receiveN } from '../helpers/mux.js';
+import { closeMux, errorsOf, numberedRun, numberOf, RawCollector, receiveN } from '../helpers/mux.js';
 
 after(closeAll);
 
@@ -30,10 +30,6 @@ function listeners(s: net.Socket): Record<string, Function[]> {
   const out: Record<string, Function[]> = {};
   for (const e of EVENTS) out[e] = s.listeners(e);
   return out;
-}
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
 }
 
 test('[A-1] options that cannot be read: the getter\'s error propagates and nothing changes', async () => {

@@ -8,23 +8,10 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KcmSocket } from '../../src/index.js';
 import { CopyPool, POOL_BUFFER_MAX, POOL_BYTES_MAX, POOL_PER_CLASS, copyPool, poolClassSize } from '../../src/mux/copy-pool.js';
-import { FrameReader, P4, closeAll, sleep, tcpPair, waitFor } from '../helpers/loopback.js';
+import { FrameReader, P4, closeAll, filledFrame, frameInto, sleep, tcpPair, waitFor } from '../helpers/loopback.js';
+import { closeMux } from '../helpers/mux.js';
 
 after(closeAll);
-
-function frameInto(scratch: Buffer, size: number, fill: number): Buffer {
-  scratch.writeUInt32BE(size, 0);
-  scratch.fill(fill, 4, 4 + size);
-  return scratch.subarray(0, 4 + size);
-}
-
-function expected(size: number, fill: number): Buffer {
-  return frameInto(Buffer.allocUnsafe(4 + size), size, fill);
-}
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
-}
 
 test('size classes: a quarter of a power of two apart, never shorter than the message', () => {
   assert.equal(poolClassSize(16 * 1024 + 1), 20 * 1024);
@@ -75,7 +62,7 @@ test(`[T-3][T-12] ${what} copied into reused buffers while earlier ones wait in 
   // Written whole: their copies (full chunks) go back to the pool.
   for (let i = 0; i < warm; i++) {
     await k.send(frameInto(scratch, size, i));
-    want.push(expected(size, i));
+    want.push(filledFrame(size, i));
   }
   await waitFor(() => reader.frames.length === want.length, 10000, 'the first messages');
   // The peer stops reading: messages pile up in the kernel, then in the transport.
@@ -87,7 +74,7 @@ test(`[T-3][T-12] ${what} copied into reused buffers while earlier ones wait in 
   const every = Math.ceil((512 * 1024) / size);
   for (let i = 0; i < 200 * every && stable < 4; i++) {
     await k.send(frameInto(scratch, size, fill & 0xff));
-    want.push(expected(size, fill++ & 0xff));
+    want.push(filledFrame(size, fill++ & 0xff));
     if (i % every === every - 1) {
       await sleep(10);
       stable = p.stats().txStalled && local.writableLength > 0 ? stable + 1 : 0;
@@ -97,7 +84,7 @@ test(`[T-3][T-12] ${what} copied into reused buffers while earlier ones wait in 
   // More messages, copied while the transport still holds earlier copies.
   for (let i = 0; i < 3 * warm; i++) {
     await k.send(frameInto(scratch, size, fill & 0xff));
-    want.push(expected(size, fill++ & 0xff));
+    want.push(filledFrame(size, fill++ & 0xff));
     scratch.fill(0xee);
   }
   assert.ok(copyPool.reused > reusedBefore, 'copies went into reused buffers');

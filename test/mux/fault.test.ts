@@ -12,15 +12,12 @@ import { KcmSocket } from '../../src/index.js';
 import type { Psock, PsockRef } from '../../src/mux/psock.js';
 import { KcmError } from '../../src/errors.js';
 import { P4, FrameReader, closeAll, frame, tcpPairs, tcpPair, waitFor, sleep, type TcpPair } from '../helpers/loopback.js';
+import { closeMux } from '../helpers/mux.js';
 import { RawCollector, checkFrame, errorsOf, rng, settles, skewedSize, tapeFrame, waitStalled } from '../helpers/traffic.js';
 
 after(closeAll);
 
 const BIG = 16 * 1024 * 1024;
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
-}
 
 function isCode(code: string): (err: unknown) => boolean {
   return (err: unknown) => err instanceof KcmError && err.code === code;

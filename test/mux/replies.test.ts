@@ -10,14 +10,10 @@ import { KcmSocket } from '../../src/mux/kcm-socket.js';
 import { Psock, type PsockRef } from '../../src/mux/psock.js';
 import { formatPrometheus } from '../../src/stats/prometheus.js';
 import { P4, FrameReader, closeAll, frame, payload, sleep, tcpPair, tcpPairs, waitFor } from '../helpers/loopback.js';
-import { assertKcmError, throwsKcm, turns } from '../helpers/mux.js';
+import { assertKcmError, closeMux, throwsKcm, turns } from '../helpers/mux.js';
 import { RawCollector, waitStalled } from '../helpers/traffic.js';
 
 after(closeAll);
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
-}
 
 async function rejects(p: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(p, (err: unknown) => {

@@ -3,27 +3,33 @@
  * trySend() has returned true, the caller may reuse its buffers, and what goes out is what
  * they held at the call. Real loopback sockets; the peer checks every byte.
  */
-import { after, test } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { KcmSocket } from '../../src/index.js';
-import { FrameReader, P4, closeAll, sleep, tcpPair, waitFor } from '../helpers/loopback.js';
+import { KcmSocket, type KcmSocketOptions } from '../../src/index.js';
+import { FrameReader, P4, closeAll, filledFrame, frameInto, sleep, tcpPair, waitFor } from '../helpers/loopback.js';
+import { closeMux } from '../helpers/mux.js';
 import { waitStalled } from '../helpers/traffic.js';
 
 after(closeAll);
 
-/** Writes a frame of `size` payload bytes, every payload byte `fill`, into `scratch`; returns its view. */
-function frameInto(scratch: Buffer, size: number, fill: number): Buffer {
-  scratch.writeUInt32BE(size, 0);
-  scratch.fill(fill, 4, 4 + size);
-  return scratch.subarray(0, 4 + size);
-}
+const BIG_BUFFER = { sendBufferSize: 64 * 1024 * 1024 };
 
-function expected(size: number, fill: number): Buffer {
-  return frameInto(Buffer.allocUnsafe(4 + size), size, fill);
-}
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
+/**
+ * A socket whose one transport is stalled [T-12] behind a 16 MiB filler (pinned to it
+ * with `pinned`), its peer paused: what the test sends next waits in the queues until
+ * `remote.resume()`, and `reader` then sees every frame.
+ */
+async function stalled(t: TestContext, options: KcmSocketOptions | undefined, pinned = false) {
+  const k = KcmSocket.create(options);
+  t.after(() => closeMux(k));
+  const { local, remote } = await tcpPair();
+  const reader = new FrameReader(remote);
+  const p = k.attach(local, { parser: P4 });
+  remote.pause();
+  const filler = filledFrame(16 * 1024 * 1024, 0x21);
+  await k.send(filler, pinned ? { psock: p } : undefined);
+  await waitStalled(p);
+  return { k, p, remote, reader, filler };
 }
 
 test('[T-3][T-18] a message sent before any transport is attached goes out as it was at the call', async (t) => {
@@ -53,18 +59,18 @@ test('[T-3][T-18] a message sent before any transport is attached goes out as it
   const reader = new FrameReader(remote);
   k.attach(local, { parser: P4 });
   await waitFor(() => reader.frames.length === 7, 5000, 'the seven messages');
-  assert.deepEqual(reader.frames, [expected(10, 0x61), expected(20, 0x62), expected(6, 0x63), expected(8, 0x64), expected(8, 0x65), expected(3, 0x66), expected(3, 0x67)]);
+  assert.deepEqual(reader.frames, [filledFrame(10, 0x61), filledFrame(20, 0x62), filledFrame(6, 0x63), filledFrame(8, 0x64), filledFrame(8, 0x65), filledFrame(3, 0x66), filledFrame(3, 0x67)]);
 });
 
 for (const call of ['send', 'trySend', 'sendMany'] as const) {
   test(`[T-3][T-12] ${call}: messages queued behind a stalled transport, built in one scratch buffer, arrive intact`, async (t) => {
-    const k = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
+    const k = KcmSocket.create(BIG_BUFFER);
     t.after(() => closeMux(k));
     const { local, remote } = await tcpPair();
     remote.pause();
     const p = k.attach(local, { parser: P4 });
     // Stall the transport with one large message, then queue small ones behind it.
-    const big = expected(8 * 1024 * 1024, 0x42);
+    const big = filledFrame(8 * 1024 * 1024, 0x42);
     await k.send(big);
     await waitStalled(p);
     const scratch = Buffer.alloc(256);
@@ -75,8 +81,8 @@ for (const call of ['send', 'trySend', 'sendMany'] as const) {
       if (call === 'send') await k.send(m);
       else if (call === 'trySend') assert.equal(k.trySend(m), true);
       else await k.sendMany([m, frameInto(scratch.subarray(128), size, (i + 1) & 0xff)]);
-      want.push(expected(size, i & 0xff));
-      if (call === 'sendMany') want.push(expected(size, (i + 1) & 0xff));
+      want.push(filledFrame(size, i & 0xff));
+      if (call === 'sendMany') want.push(filledFrame(size, (i + 1) & 0xff));
       scratch.fill(0xee);
     }
     const reader = new FrameReader(remote);
@@ -105,7 +111,7 @@ test('[T-3][T-17] a 1 MiB message whose scratch buffer is reused for the next: e
   // The peer reads nothing for a while: a filler fills the kernel's buffers, and what
   // follows waits in the sending transport.
   remote.pause();
-  const filler = expected(16 * 1024 * 1024, 0x21);
+  const filler = filledFrame(16 * 1024 * 1024, 0x21);
   await k.send(filler);
   await waitStalled(p);
   const resume = setTimeout(() => remote.resume(), 300);
@@ -116,11 +122,11 @@ test('[T-3][T-17] a 1 MiB message whose scratch buffer is reused for the next: e
   const small = Buffer.alloc(16);
   for (let i = 0; i < sizes.length; i++) {
     await k.send(frameInto(scratch, sizes[i]!, 0x30 + i));
-    want.push(expected(sizes[i]!, 0x30 + i));
+    want.push(filledFrame(sizes[i]!, 0x30 + i));
     // Another socket's messages, from a reused buffer too.
     for (let j = 0; j < 10; j++) {
       await other.send(frameInto(small, 8, 0xa0 + j));
-      want.push(expected(8, 0xa0 + j));
+      want.push(filledFrame(8, 0xa0 + j));
     }
     scratch.fill(0xff); // as a caller reusing it would
   }
@@ -136,15 +142,7 @@ test('[T-3][T-17] a 1 MiB message whose scratch buffer is reused for the next: e
 });
 
 test('[T-3] a large message in sendMany and an iovec of large parts are copied at the call', async (t) => {
-  const k = KcmSocket.create();
-  t.after(() => closeMux(k));
-  const { local, remote } = await tcpPair();
-  const reader = new FrameReader(remote);
-  const p = k.attach(local, { parser: P4 });
-  remote.pause();
-  const filler = expected(16 * 1024 * 1024, 0x21);
-  await k.send(filler);
-  await waitStalled(p);
+  const { k, remote, reader, filler } = await stalled(t, undefined);
   const resume = setTimeout(() => remote.resume(), 300);
   t.after(() => clearTimeout(resume));
   const a = Buffer.alloc(200 * 1024 + 4);
@@ -161,21 +159,13 @@ test('[T-3] a large message in sendMany and an iovec of large parts are copied a
   body.fill(9);
   await waitFor(() => reader.frames.length === 4, 10000, 'the four messages');
   assert.ok(reader.frames[0]!.equals(filler));
-  assert.ok(reader.frames[1]!.equals(expected(200 * 1024, 1)));
-  assert.ok(reader.frames[2]!.equals(expected(100 * 1024, 2)));
-  assert.ok(reader.frames[3]!.equals(expected(150 * 1024, 3)));
+  assert.ok(reader.frames[1]!.equals(filledFrame(200 * 1024, 1)));
+  assert.ok(reader.frames[2]!.equals(filledFrame(100 * 1024, 2)));
+  assert.ok(reader.frames[3]!.equals(filledFrame(150 * 1024, 3)));
 });
 
 test('[T-3] copy: false hands a large whole message over: it goes by reference; small ones and parts are still copied', async (t) => {
-  const k = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
-  t.after(() => closeMux(k));
-  const { local, remote } = await tcpPair();
-  const reader = new FrameReader(remote);
-  const p = k.attach(local, { parser: P4 });
-  remote.pause();
-  const filler = expected(16 * 1024 * 1024, 0x21);
-  await k.send(filler);
-  await waitStalled(p);
+  const { k, remote, reader, filler } = await stalled(t, BIG_BUFFER);
   const size = 64 * 1024;
   // Every buffer is changed after its call, which the copy: false contract forbids, to
   // tell which messages went by reference.
@@ -201,27 +191,19 @@ test('[T-3] copy: false hands a large whole message over: it goes by reference; 
   await waitFor(() => reader.frames.length === 9, 30000, 'every message');
   const f = reader.frames;
   assert.ok(f[0]!.equals(filler));
-  assert.ok(f[1]!.equals(expected(size, 1)), 'copied by default');
-  assert.ok(f[2]!.equals(expected(size, 2)), 'copied with copy: true');
-  assert.ok(f[3]!.equals(expected(size, 0x7a)), 'copy: false: by reference');
-  assert.ok(f[4]!.equals(expected(100, 4)), 'a small message is copied all the same');
-  assert.ok(f[5]!.equals(expected(size, 5)), 'the parts of an iovec are copied all the same');
-  assert.ok(f[6]!.equals(expected(size, 0x7a)), 'sendMany copy: false: a large message by reference');
-  assert.ok(f[7]!.equals(expected(50, 7)), 'sendMany copy: false: a small one copied');
-  assert.ok(f[8]!.equals(expected(size, 0x7a)), 'trySend copy: false, a Uint8Array: by reference');
+  assert.ok(f[1]!.equals(filledFrame(size, 1)), 'copied by default');
+  assert.ok(f[2]!.equals(filledFrame(size, 2)), 'copied with copy: true');
+  assert.ok(f[3]!.equals(filledFrame(size, 0x7a)), 'copy: false: by reference');
+  assert.ok(f[4]!.equals(filledFrame(100, 4)), 'a small message is copied all the same');
+  assert.ok(f[5]!.equals(filledFrame(size, 5)), 'the parts of an iovec are copied all the same');
+  assert.ok(f[6]!.equals(filledFrame(size, 0x7a)), 'sendMany copy: false: a large message by reference');
+  assert.ok(f[7]!.equals(filledFrame(50, 7)), 'sendMany copy: false: a small one copied');
+  assert.ok(f[8]!.equals(filledFrame(size, 0x7a)), 'trySend copy: false, a Uint8Array: by reference');
   assert.deepEqual(k.stats(), { rxMsgs: 0, rxBytes: 0, txMsgs: 9, txBytes: reader.bytes });
 });
 
 test('[T-3][K-3] copy: false on a pinned large reply goes by reference on its psock; the default copies', async (t) => {
-  const k = KcmSocket.create({ sendBufferSize: 64 * 1024 * 1024 });
-  t.after(() => closeMux(k));
-  const { local, remote } = await tcpPair();
-  const reader = new FrameReader(remote);
-  const p = k.attach(local, { parser: P4 });
-  remote.pause();
-  const filler = expected(16 * 1024 * 1024, 0x21);
-  await k.send(filler, { psock: p });
-  await waitStalled(p);
+  const { k, p, remote, reader } = await stalled(t, BIG_BUFFER, true);
   const size = 40 * 1024;
   const copied = frameInto(Buffer.alloc(4 + size), size, 1);
   const handed = frameInto(Buffer.alloc(4 + size), size, 2);
@@ -232,16 +214,16 @@ test('[T-3][K-3] copy: false on a pinned large reply goes by reference on its ps
   for (const b of [copied, handed, many]) b.fill(0x7a, 4);
   remote.resume();
   await waitFor(() => reader.frames.length === 4, 30000, 'every message');
-  assert.ok(reader.frames[1]!.equals(expected(size, 1)));
-  assert.ok(reader.frames[2]!.equals(expected(size, 0x7a)));
-  assert.ok(reader.frames[3]!.equals(expected(size, 0x7a)));
+  assert.ok(reader.frames[1]!.equals(filledFrame(size, 1)));
+  assert.ok(reader.frames[2]!.equals(filledFrame(size, 0x7a)));
+  assert.ok(reader.frames[3]!.equals(filledFrame(size, 0x7a)));
   assert.equal(p.stats().txPinnedMsgs, 4);
 });
 
 test('[T-3] copy must be a boolean: ERR_INVALID_ARG_TYPE, nothing queued', async (t) => {
   const k = KcmSocket.create();
   t.after(() => closeMux(k));
-  const m = expected(10, 1);
+  const m = filledFrame(10, 1);
   for (const bad of ['no', 0, null]) {
     assert.throws(() => k.send(m, { copy: bad as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.copy/ });
     assert.throws(() => k.trySend(m, { copy: bad as never }), { code: 'ERR_INVALID_ARG_TYPE' });

@@ -10,14 +10,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { KcmSocket, type Psock } from '../../src/index.js';
 import { P4, FrameReader, closeAll, frame, sleep, tcpPair, tcpPairs, waitFor } from '../helpers/loopback.js';
-import { numberOf, numberedRun, psockError, queued, receiveN } from '../helpers/mux.js';
+import { closeMux, numberedRun, numberOf, psockError, queued, receiveN } from '../helpers/mux.js';
 import { RawCollector, errorsOf, settles } from '../helpers/traffic.js';
 
 after(closeAll);
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
-}
 
 test('[O-4] the sockets of a mux are peers: each sends on any psock and receives from any', async (t) => {
   const k0 = KcmSocket.create();

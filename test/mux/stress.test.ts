@@ -12,13 +12,10 @@ import { KcmSocket } from '../../src/index.js';
 import type { MuxStats } from '../../src/mux/multiplexor.js';
 import type { PsockRef } from '../../src/mux/psock.js';
 import { closeAll, sleep, tcpPairs, waitFor } from '../helpers/loopback.js';
+import { closeMux } from '../helpers/mux.js';
 import { HEADER, RawCollector, checkFrame, loggingParser, rng, skewedSize, tapeFrame, tapeFrameBuffer, type ParseRecord } from '../helpers/traffic.js';
 
 after(closeAll);
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
-}
 
 function sum(list: number[]): number {
   return list.reduce((a, n) => a + n, 0);

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { KcmSocket, type KcmSocketOptions } from '../../src/index.js';
 import { KcmError } from '../../src/errors.js';
 import { P4, FrameReader, closeAll, frame, tcpPairs, tcpPair, waitFor, sleep, type TcpPair } from '../helpers/loopback.js';
+import { closeMux } from '../helpers/mux.js';
 import { RawCollector, checkFrame, settles, tapeFrame, tapeFrameBuffer, waitStalled } from '../helpers/traffic.js';
 
 after(closeAll);
@@ -26,10 +27,6 @@ async function rig(n: number, options: KcmSocketOptions = {}): Promise<Rig> {
   const readers = pairs.map((p) => new FrameReader(p.remote));
   for (const p of pairs) k.attach(p.local, { parser: P4 });
   return { k, pairs, readers };
-}
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
 }
 
 function isAbort(err: unknown): boolean {

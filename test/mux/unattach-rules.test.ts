@@ -8,14 +8,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { KcmError, KcmSocket } from '../../src/index.js';
 import { P4, FrameReader, closeAll, frame, sleep, tcpPairs, waitFor } from '../helpers/loopback.js';
-import { numberOf, numberedRun, receiveN, throwsKcm } from '../helpers/mux.js';
+import { closeMux, numberedRun, numberOf, receiveN, throwsKcm } from '../helpers/mux.js';
 import { RawCollector, errorsOf, waitStalled } from '../helpers/traffic.js';
 
 after(closeAll);
-
-function closeMux(k: KcmSocket): void {
-  for (const s of k.mux.sockets) s.close();
-}
 
 test('[U-3] unattach of an idle psock: out of rotation and out of the mux, no abort, no error, transport free', async (t) => {
   const k = KcmSocket.create();
