@@ -11,9 +11,9 @@
  * Runs shorter than 20 s print the figures without judging them. Exits 1 when memory grew.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { KcmSocket, lengthField } from '../src/index.js';
+import { burstOf, closeServer, connect, listen, makeFrame } from '../src/cli/bench/wire.js';
 import { formatCount, formatTable, median, parseOptions } from './lib/format.js';
 
 /** Heap growth (MiB) between the second and the last quarter that still counts as flat. */
@@ -43,18 +43,13 @@ async function receiver(): Promise<void> {
   sock.on('message', () => {
     messages++;
   });
-  const server = net.createServer({ noDelay: true }, (c) => {
-    c.on('error', () => {});
-    sock.attach(c, { parser: parser() });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  process.send!({ port: (server.address() as net.AddressInfo).port });
+  const server = await listen((c) => sock.attach(c, { parser: parser() }));
+  process.send!({ port: Number(server.address) });
   sample(() => messages);
   process.on('message', (m: { stop?: boolean }) => {
     if (m.stop === true) {
       sock.close();
-      server.close();
-      process.exit(0);
+      void closeServer(server).then(() => process.exit(0));
     }
   });
 }
@@ -65,15 +60,9 @@ async function sender(port: number, size: number, connections: number): Promise<
   first.mux.on('psockerror', () => {});
   const socks = [first];
   for (let i = 1; i < connections; i++) socks.push(first.clone());
-  for (let i = 0; i < connections; i++) {
-    const c = net.connect({ port, host: '127.0.0.1', noDelay: true });
-    c.on('error', () => {});
-    await new Promise<void>((resolve) => c.once('connect', resolve));
-    first.attach(c, { parser: parser() });
-  }
-  const frame = Buffer.alloc(size + 4, 0x61);
-  frame.writeUInt32BE(size, 0);
-  const batch = new Array<Buffer>(Math.max(1, Math.min(256, Math.floor(65536 / frame.length)))).fill(frame);
+  for (const c of await connect(String(port), connections)) first.attach(c, { parser: parser() });
+  const frame = makeFrame(size);
+  const batch = new Array<Buffer>(burstOf(frame.length)).fill(frame);
   let sent = 0;
   let stopped = false;
   for (const s of socks) {

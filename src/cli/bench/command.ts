@@ -386,9 +386,11 @@ export function formatResults(res: BenchResults): string {
   for (const section of sections) {
     if (!o.sections.includes(section.name)) continue;
     lines.push('', `== ${section.name}: ${section.title}`);
+    // The legend: what each row runs.
+    const legend: readonly { name: string; what: string }[] = section.rows(o);
+    const width = Math.max(...legend.map((r) => r.name.length));
+    for (const row of legend) lines.push(`  ${row.name.padEnd(width)}  ${row.what}`);
     if (section.kind === 'throughput') {
-      const rows = section.rows(o);
-      for (const row of rows) lines.push(`  ${row.name.padEnd(Math.max(...rows.map((r) => r.name.length)))}  ${row.what}`);
       lines.push(`  counted: ${section.counted}`, '');
       const also = section.alsoVs;
       const table = res.throughput.filter((r) => r.section === section.name).map((r) => {
@@ -414,8 +416,6 @@ export function formatResults(res: BenchResults): string {
       });
       lines.push(formatTable(['size', 'conns', 'contender', 'msgs/s', '(min-max)', 'MB/s', '(min-max)', `vs ${section.baseline}`, ...(also === undefined ? [] : [`vs ${also}`]), ''], table));
     } else {
-      const rows = section.rows(o);
-      for (const row of rows) lines.push(`  ${row.name.padEnd(Math.max(...rows.map((r) => r.name.length)))}  ${row.what}`);
       lines.push(`  ${o.pingCount} round trips per round; microseconds`, '');
       const us = (n: number): string => n.toFixed(1);
       const table = res.latency.filter((l) => l.section === section.name).map((l) => {
